@@ -25,8 +25,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.net = net
         self.name = name
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def normalize(self, x):
         return (x - self.mean) / self.std

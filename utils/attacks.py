@@ -1,0 +1,149 @@
+"""L-inf attacks in [0, 1] pixel space, one class per attack (as in torchattacks).
+
+Every attack here works on what can really be saved: each step the model sees the
+8-bit image (rounded, with the gradient passed straight through the rounding), so
+"the attack succeeded" means "the PNG you save fools the model". Optional `defenses`
+are applied in the forward pass the same way (BPDA, Athalye et al. 2018), so an
+attacker who knows about e.g. JPEG compression can optimise through it.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def quantize(x):
+    """Nearest 8-bit level: what saving as PNG (with rounding, not truncation) keeps."""
+    return torch.round(x * 255) / 255
+
+
+def straight_through(x, transform):
+    """transform(x) in the forward pass, identity in the backward pass (BPDA)."""
+    return x + (transform(x) - x).detach()
+
+
+@dataclass
+class AttackResult:
+    adversarial: torch.Tensor  # (N, 3, H, W), on the 8-bit grid, within epsilon of x
+    success: torch.Tensor  # (N,) bool: every view of the image is classified as wanted
+    steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
+    predictions: torch.Tensor  # (N,) class of the adversarial image as saved
+    probability: torch.Tensor  # (N,) best target probability reached (targeted attacks)
+
+
+class Attack:
+    """Base class: the loop, the projection and the success test; subclasses give the step.
+
+    targeted: `labels` are the classes to reach; otherwise the classes to move away from.
+    defenses: extra views of the image (e.g. JPEG at quality 75) that must be fooled too.
+    on_step(step, loss, predictions): called after each forward, with per-image values.
+    """
+
+    def __init__(self, model, epsilon, steps, targeted=True, defenses=(), on_step=None):
+        self.model = model
+        self.epsilon = epsilon
+        self.steps = steps
+        self.targeted = targeted
+        self.defenses = tuple(defenses)
+        self.on_step = on_step
+
+    def init_delta(self, x):
+        return torch.zeros_like(x)
+
+    def update(self, delta, grad):
+        raise NotImplementedError
+
+    def project(self, x, delta):
+        """Back into the epsilon ball, and keep x + delta a valid image."""
+        delta = delta.clamp(-self.epsilon, self.epsilon)
+        return (x + delta).clamp(0, 1) - x
+
+    def views(self, x_saved):
+        return [x_saved, *(straight_through(x_saved, defense) for defense in self.defenses)]
+
+    def __call__(self, x, labels):
+        device = self.model.mean.device
+        x, labels = x.to(device), labels.to(device)
+        n = len(x)
+        delta = self.project(x, self.init_delta(x)).requires_grad_(True)
+        self.start(delta)
+        adversarial = torch.empty_like(x)
+        success = torch.zeros(n, dtype=torch.bool, device=device)
+        steps = torch.full((n,), self.steps, device=device)
+        predictions = torch.empty(n, dtype=torch.long, device=device)
+        probability = torch.zeros(n, device=device)
+
+        for step in range(self.steps + 1):
+            x_saved = straight_through(x + delta, quantize)
+            views = self.views(x_saved)
+            batch = views[0] if len(views) == 1 else torch.cat(views)
+            logits = self.model(batch).view(len(views), n, -1)
+            losses = torch.stack([F.cross_entropy(z, labels, reduction="none") for z in logits])
+            loss = (losses if self.targeted else -losses).mean(0)  # (n,) to minimise
+
+            with torch.no_grad():
+                predicted = logits.argmax(-1)  # (views, n)
+                fooled = predicted == labels if self.targeted else predicted != labels
+                active = ~success  # images still being attacked: record their latest state
+                adversarial[active] = x_saved[active]
+                predictions[active] = predicted[0, active]
+                steps[active] = step
+                success |= fooled.all(0)
+                p_label = logits.softmax(-1).gather(-1, labels.expand(len(views), n)[..., None])
+                probability = torch.maximum(probability, p_label[..., 0].amin(0))
+                if self.on_step:
+                    self.on_step(step, loss.detach(), predicted[0])
+            if success.all() or step == self.steps:
+                break
+            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            with torch.no_grad():
+                delta = self.project(x, self.update(delta, grad))
+            delta.requires_grad_(True)
+
+        return AttackResult(adversarial, success, steps, predictions, probability)
+
+    def start(self, delta):
+        """Set up per-run state (e.g. an optimiser) before the first step."""
+
+
+class TutorialSGD(Attack):
+    """The tutorial's optimiser, SGD with momentum on r, with its bugs fixed: r is in pixels,
+    projected after (not before) each step, and x + r stays a valid image."""
+
+    def __init__(self, model, epsilon, steps=30, lr=0.1, momentum=0.1, **kwargs):
+        super().__init__(model, epsilon, steps, **kwargs)
+        self.lr = lr
+        self.momentum = momentum
+
+    def start(self, delta):
+        self.velocity = torch.zeros_like(delta)
+
+    def update(self, delta, grad):
+        # torch.optim.SGD's rule (dampening 0), written out so the projection can follow it.
+        self.velocity = self.momentum * self.velocity + grad
+        return delta - self.lr * self.velocity
+
+
+class PGD(Attack):
+    """Projected gradient descent (Madry et al. 2018): signed steps, optional random start."""
+
+    def __init__(self, model, epsilon, steps=30, step_size=None, random_start=True, **kwargs):
+        super().__init__(model, epsilon, steps, **kwargs)
+        self.step_size = epsilon / 4 if step_size is None else step_size
+        self.random_start = random_start
+
+    def init_delta(self, x):
+        if not self.random_start:
+            return torch.zeros_like(x)
+        return torch.empty_like(x).uniform_(-self.epsilon, self.epsilon)
+
+    def update(self, delta, grad):
+        return delta - self.step_size * grad.sign()
+
+
+class FGSM(PGD):
+    """Fast gradient sign method (Goodfellow et al. 2014): one signed step of size epsilon."""
+
+    def __init__(self, model, epsilon, **kwargs):
+        super().__init__(model, epsilon, steps=1, step_size=epsilon, random_start=False, **kwargs)
