@@ -28,8 +28,8 @@ class AttackResult:
     adversarial: torch.Tensor  # (N, 3, H, W), on the 8-bit grid, within epsilon of x
     success: torch.Tensor  # (N,) bool: every view of the image is classified as wanted
     steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
-    predictions: torch.Tensor  # (N,) class of the adversarial image as saved
-    probability: torch.Tensor  # (N,) best target probability reached (targeted attacks)
+    probabilities: torch.Tensor  # (N, classes) for the adversarial image as saved
+    best_probability: torch.Tensor  # (N,) highest probability of `labels` reached on the way
 
 
 class Attack:
@@ -37,7 +37,8 @@ class Attack:
 
     targeted: `labels` are the classes to reach; otherwise the classes to move away from.
     defenses: extra views of the image (e.g. JPEG at quality 75) that must be fooled too.
-    on_step(step, loss, predictions): called after each forward, with per-image values.
+    on_step(step, cross_entropy, predictions): called after each forward, per-image values
+    (cross-entropy to `labels`: falls when targeted, rises when untargeted).
     """
 
     def __init__(self, model, epsilon, steps, targeted=True, defenses=(), on_step=None):
@@ -71,8 +72,8 @@ class Attack:
         adversarial = torch.empty_like(x)
         success = torch.zeros(n, dtype=torch.bool, device=device)
         steps = torch.full((n,), self.steps, device=device)
-        predictions = torch.empty(n, dtype=torch.long, device=device)
-        probability = torch.zeros(n, device=device)
+        probabilities = None
+        best_probability = torch.zeros(n, device=device)
 
         for step in range(self.steps + 1):
             x_saved = straight_through(x + delta, quantize)
@@ -80,20 +81,23 @@ class Attack:
             batch = views[0] if len(views) == 1 else torch.cat(views)
             logits = self.model(batch).view(len(views), n, -1)
             losses = torch.stack([F.cross_entropy(z, labels, reduction="none") for z in logits])
-            loss = (losses if self.targeted else -losses).mean(0)  # (n,) to minimise
+            cross_entropy = losses.mean(0)  # (n,), averaged over the views
+            loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
 
             with torch.no_grad():
-                predicted = logits.argmax(-1)  # (views, n)
+                p = logits.softmax(-1)  # (views, n, classes)
+                predicted = p.argmax(-1)
                 fooled = predicted == labels if self.targeted else predicted != labels
                 active = ~success  # images still being attacked: record their latest state
                 adversarial[active] = x_saved[active]
-                predictions[active] = predicted[0, active]
+                probabilities = p[0].clone() if probabilities is None else probabilities
+                probabilities[active] = p[0, active]
                 steps[active] = step
                 success |= fooled.all(0)
-                p_label = logits.softmax(-1).gather(-1, labels.expand(len(views), n)[..., None])
-                probability = torch.maximum(probability, p_label[..., 0].amin(0))
+                p_label = p.gather(-1, labels.expand(len(views), n)[..., None])[..., 0].amin(0)
+                best_probability = torch.maximum(best_probability, p_label)
                 if self.on_step:
-                    self.on_step(step, loss.detach(), predicted[0])
+                    self.on_step(step, cross_entropy.detach(), predicted[0])
             if success.all() or step == self.steps:
                 break
             (grad,) = torch.autograd.grad(loss.sum(), delta)
@@ -101,7 +105,7 @@ class Attack:
                 delta = self.project(x, self.update(delta, grad))
             delta.requires_grad_(True)
 
-        return AttackResult(adversarial, success, steps, predictions, probability)
+        return AttackResult(adversarial, success, steps, probabilities, best_probability)
 
     def start(self, delta):
         """Set up per-run state (e.g. an optimiser) before the first step."""
@@ -128,15 +132,21 @@ class TutorialSGD(Attack):
 class PGD(Attack):
     """Projected gradient descent (Madry et al. 2018): signed steps, optional random start."""
 
-    def __init__(self, model, epsilon, steps=30, step_size=None, random_start=True, **kwargs):
+    def __init__(
+        self, model, epsilon, steps=30, step_size=None, random_start=True, seed=0, **kwargs
+    ):
         super().__init__(model, epsilon, steps, **kwargs)
         self.step_size = epsilon / 4 if step_size is None else step_size
         self.random_start = random_start
+        self.seed = seed
 
     def init_delta(self, x):
         if not self.random_start:
             return torch.zeros_like(x)
-        return torch.empty_like(x).uniform_(-self.epsilon, self.epsilon)
+        # The same start for an image whatever batch it is in: batched runs match single ones.
+        generator = torch.Generator().manual_seed(self.seed)
+        noise = torch.empty(x.shape[1:]).uniform_(-self.epsilon, self.epsilon, generator=generator)
+        return noise.to(x.device).expand_as(x).clone()
 
     def update(self, delta, grad):
         return delta - self.step_size * grad.sign()

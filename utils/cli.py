@@ -4,11 +4,20 @@ import argparse
 import os
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 
 class UserError(Exception):
     """A problem with the learner's input: reported as one line, never as a traceback."""
+
+    exit_code = 2
+
+
+class AttackFailed(UserError):
+    """The attack ran but did not find an adversarial image within its budget."""
+
+    exit_code = 1
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -19,12 +28,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main):
-    """Call main(); turn a UserError into `error: ...` on stderr and exit status 2."""
+    """Call main(); turn a UserError into one `error: ...` line on stderr and its exit code."""
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -61,8 +70,11 @@ def write_atomically(path, write):
     check_writable_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
         os.replace(tmp, path)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
@@ -79,4 +91,26 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def pixel_amount(text):
+    """argparse type for epsilon: '2/255' or '0.0078', a change of pixels in (0, 1]."""
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2/255 or 0.008") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (pixel units), got {text}")
     return value

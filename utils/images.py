@@ -88,3 +88,18 @@ def save_image(x, path, **save_options):
     image_format = check_image_output(path)
     image = Image.fromarray(to_uint8(x))
     write_atomically(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
+
+
+def list_images(paths):
+    """Expand folders into their files (sorted, hidden files skipped); keep files as given."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not files:
+        raise UserError(f"no files found in {', '.join(map(str, paths))}")
+    return files

