@@ -43,8 +43,9 @@ def add_model_arguments(parser):
     parser.add_argument(
         "--model",
         default="resnet18",
-        choices=["resnet18", "efficientnet_lite0"],
-        help="classifier to fool (default: resnet18, as in the tutorial)",
+        choices=["resnet18", "efficientnet_lite0", "auto"],
+        help="classifier to fool (default: resnet18, as in the tutorial; "
+        "auto: resnet18 if its weights can be had, else efficientnet_lite0)",
     )
     parser.add_argument(
         "--weights",

@@ -5,6 +5,7 @@ epsilon all live in pixel space, and the exact inverse is one multiply-add away.
 """
 
 import functools
+import sys
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from utils.cli import UserError
 
-MODELS = ("resnet18", "efficientnet_lite0")
+MODELS = ("resnet18", "efficientnet_lite0", "auto")
 # The input normalisation EfficientNet-Lite0 was trained with (the TF-Lite model's 127/128).
 LITE0_MEAN, LITE0_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
@@ -55,6 +56,8 @@ def load_model(name="resnet18", weights=None, device="cpu"):
     Cached, so a script that classifies many times loads the model once.
     """
     weights = Path(weights) if weights else None
+    if name == "auto":
+        return _first_available(weights, device)
     if name == "resnet18":
         classifier = _resnet18(weights)
     elif name == "efficientnet_lite0":
@@ -64,6 +67,19 @@ def load_model(name="resnet18", weights=None, device="cpu"):
     # Attacks need gradients with respect to the input only, never the weights.
     classifier.requires_grad_(False)
     return classifier.eval().to(device)
+
+
+def _first_available(weights, device):
+    """ResNet18 as in the tutorial when its weights can be had, else the offline model."""
+    try:
+        model = load_model("resnet18", weights, device)
+    except UserError as err:
+        if weights:
+            raise
+        print(f"Model: efficientnet_lite0 (offline fallback: {err})", file=sys.stderr)
+        return load_model("efficientnet_lite0", None, device)
+    print("Model: resnet18", file=sys.stderr)
+    return model
 
 
 def _resnet18(weights_file):

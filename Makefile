@@ -1,0 +1,39 @@
+# Two commands do everything:
+#   make demo   create .venv, install, run the tutorial's steps on a sample photo
+#   make test   install the test tools, lint, run the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+IMAGE ?= assets/coffee.png
+MODEL ?= auto
+
+.PHONY: demo test lint clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) step_1_sample_image.py --output $(IMAGE)
+	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $(MODEL)
+	$(PY) step_5_perturb.py $(IMAGE) --model $(MODEL)
+	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $(MODEL)
+	$(PY) step_6_defense.py outputs/adversarial.png --model $(MODEL)
+	$(PY) step_7_adversarial_training.py
+	@echo "Done: compare the pictures in outputs/ (start with outputs/comparison.png)."
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf outputs/* assets/*.png

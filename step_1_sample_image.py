@@ -1,0 +1,28 @@
+"""Step 1: get a photo to experiment on, with no download: scikit-image ships a few."""
+
+from pathlib import Path
+
+from PIL import Image
+from skimage import data
+
+from utils.cli import ArgumentParser, run, write_atomically
+from utils.images import check_image_output
+
+SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
+
+
+def main():
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--name", choices=SAMPLES, default="coffee", help="which sample photo")
+    parser.add_argument("--output", type=Path, help="where to save it (default: assets/NAME.png)")
+    args = parser.parse_args()
+
+    output = args.output or Path("assets") / f"{args.name}.png"
+    image_format = check_image_output(output)
+    image = Image.fromarray(getattr(data, args.name)())
+    write_atomically(output, lambda tmp: image.save(tmp, format=image_format))
+    print(f"Saved scikit-image's '{args.name}' photo to {output} ({image.width}x{image.height})")
+
+
+if __name__ == "__main__":
+    run(main)
