@@ -4,6 +4,7 @@ Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisa
 lives in the model wrapper (utils/models.py), not in the image pipeline.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ SIZE = 224
 CROP = transforms.Compose(
     [transforms.Resize(SIZE), transforms.CenterCrop(SIZE), transforms.ToTensor()]
 )
+MAX_ASPECT = 16
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
@@ -29,16 +31,18 @@ def load_image(path):
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            # Pillow only warns between its limit and twice its limit: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError(
             f"{path}: too many pixels (over Pillow's decompression-bomb limit "
-            f"of {2 * Image.MAX_IMAGE_PIXELS} pixels)"
+            f"of {Image.MAX_IMAGE_PIXELS} pixels)"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UserError(f"{path}: truncated or corrupt image ({err})") from None
@@ -58,7 +62,14 @@ def _to_rgb(img):
 
 def load_image_tensor(path):
     """The tutorial's crop of `path`: Resize(224) + CenterCrop(224), pixels in [0, 1]."""
-    return CROP(load_image(path)).unsqueeze(0)
+    image = load_image(path)
+    # A 1x100000 strip would be upscaled to 224x22400000 before the crop: trim its long
+    # side first. Only the central square survives the crop, so nothing visible changes.
+    short = min(image.size)
+    if max(image.size) > MAX_ASPECT * short:
+        keep = MAX_ASPECT * short
+        image = transforms.CenterCrop((min(image.height, keep), min(image.width, keep)))(image)
+    return CROP(image).unsqueeze(0)
 
 
 def to_uint8(x):

@@ -38,12 +38,14 @@ def _synonyms():
 def class_index(query):
     """A class index from an index ("1") or any synonym of its label ("goldfish")."""
     query = str(query).strip()
-    if query.lstrip("-").isdigit():
+    if query.removeprefix("-").isdecimal():  # exactly what int() accepts ("--1", "²" are not)
         index = int(query)
         if not 0 <= index < NUM_CLASSES:
             raise UserError(f"class index {index} is outside 0..{NUM_CLASSES - 1}")
         return index
-    matches = sorted(_synonyms().get(query.lower(), ()))
+    exact = [i for i, text in enumerate(labels()) if text.lower() == query.lower()]
+    # A whole label wins over another class's synonym ("partridge" is 86, not 86 and 518).
+    matches = exact if len(exact) == 1 else sorted(_synonyms().get(query.lower(), ()))
     if len(matches) == 1:
         return matches[0]
     if matches:

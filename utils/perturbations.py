@@ -19,6 +19,8 @@ def load_perturbation(path):
     try:  # never allow_pickle: an .npy file can carry arbitrary code
         r = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
+        if "allow_pickle" in str(err):  # numpy's advice to load unsafely: not for a learner
+            err = "no .npy header, or pickled objects, which are never loaded"
         raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
     if not isinstance(r, np.ndarray):
         raise UserError(f"{path}: holds an .npz archive, not a single .npy array")

@@ -1,0 +1,141 @@
+"""utils/models.py: the normalisation lives in the model and its inverse is exact."""
+
+import pytest
+import torch
+import torchvision
+from conftest import run_script
+from torch import nn
+
+from utils.cli import UserError
+from utils.images import load_image_tensor
+from utils.models import LITE0_MEAN, LITE0_STD, Classifier, load_model, predict
+
+RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALISATIONS = {
+    "resnet18": (RESNET_MEAN, RESNET_STD),
+    "efficientnet_lite0": ((0.498,) * 3, (0.502,) * 3),
+}
+
+
+def pixels(seed=0, shape=(2, 3, 224, 224)):
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_normalisations_are_the_trained_ones():
+    transforms = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    assert tuple(transforms.mean) == RESNET_MEAN
+    assert tuple(transforms.std) == RESNET_STD
+    assert NORMALISATIONS["efficientnet_lite0"] == (LITE0_MEAN, LITE0_STD)
+
+
+@pytest.mark.parametrize("name", NORMALISATIONS)
+def test_denormalize_inverts_normalize(name):
+    mean, std = NORMALISATIONS[name]
+    model = Classifier(nn.Identity(), mean, std, name)
+    x = pixels()
+    assert (model.denormalize(model.normalize(x)) - x).abs().max() < 1e-6
+    z = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    assert (model.normalize(model.denormalize(z)) - z).abs().max() < 1e-5
+    # Per channel, not a single scalar: channel c really uses mean[c] and std[c].
+    z = model.normalize(torch.zeros(1, 3, 1, 1))
+    torch.testing.assert_close(z.flatten(), -torch.tensor(mean) / torch.tensor(std))
+
+
+def test_the_tutorials_inverse_would_fail_the_same_check():
+    """The tutorial's inverse_normalize used std 0.255 for blue instead of 0.225."""
+    model = Classifier(nn.Identity(), RESNET_MEAN, RESNET_STD, "resnet18")
+    wrong = Classifier(nn.Identity(), RESNET_MEAN, (0.229, 0.224, 0.255), "resnet18")
+    x = pixels()
+    error = (wrong.denormalize(model.normalize(x)) - x).abs()
+    assert error[:, :2].max() < 1e-6  # red and green are right...
+    assert error[:, 2].max() > 0.05  # ...blue is off by up to ~0.12 (about 30 of 255 levels)
+
+
+@pytest.mark.parametrize("name", NORMALISATIONS)
+def test_forward_normalises_before_the_network(name):
+    mean, std = NORMALISATIONS[name]
+    net = nn.Conv2d(3, 4, 1)
+    model = Classifier(net, mean, std, name)
+    x = pixels(shape=(1, 3, 8, 8))
+    expected = net((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_load_model_from_a_weights_file(random_resnet18):
+    model = load_model("resnet18", random_resnet18)
+    assert model.name == "resnet18" and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    saved = torch.load(random_resnet18, weights_only=True)
+    for key, tensor in model.net.state_dict().items():
+        assert torch.equal(tensor, saved[key]), key
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(RESNET_MEAN))
+    torch.testing.assert_close(model.std.flatten(), torch.tensor(RESNET_STD))
+    probabilities = predict(model, pixels())
+    assert probabilities.shape == (2, 1000) and not probabilities.requires_grad
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(2))
+
+
+def test_efficientnet_lite0_works_offline_and_sees_the_corgi(corgi):
+    model = load_model("efficientnet_lite0")
+    assert model.name == "efficientnet_lite0" and not model.training
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(LITE0_MEAN))
+    torch.testing.assert_close(model.std.flatten(), torch.tensor(LITE0_STD))
+    probabilities = predict(model, load_image_tensor(corgi))[0]
+    assert probabilities.argmax() == 263  # Pembroke, as the reference data's README measured
+    assert 0.80 < probabilities[263] < 0.90
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model 'vgg16'"):
+        load_model("vgg16")
+
+
+@pytest.fixture(scope="module")
+def bad_weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_weights")
+    files = {
+        "text": folder / "text.pth",
+        "tensor": folder / "tensor.pth",
+        "linear": folder / "linear.pth",
+        "ten_classes": folder / "ten_classes.pth",
+    }
+    files["text"].write_text("these are not weights\n")
+    torch.save(torch.zeros(3), files["tensor"])
+    torch.save(nn.Linear(4, 2).state_dict(), files["linear"])
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), files["ten_classes"])
+    return files
+
+
+BAD_WEIGHTS_PROBLEMS = {
+    "missing": "no such weights file",
+    "text": "not a PyTorch state_dict file",
+    "tensor": "holds no state_dict",
+    "linear": "weights do not fit resnet18: 122 missing keys",
+    "ten_classes": "fc.weight has shape (10, 512), the model needs (1000, 512)",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_WEIGHTS_PROBLEMS)
+def test_bad_weights_are_user_errors(bad_weights, tmp_path, kind):
+    path = bad_weights.get(kind, tmp_path / "missing.pth")
+    with pytest.raises(UserError) as err:
+        load_model("resnet18", path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert BAD_WEIGHTS_PROBLEMS[kind] in str(err.value)
+
+
+def test_resnet18_without_network_says_how_to_work_offline(corgi, tmp_path):
+    # An empty TORCH_HOME: no cached weights, so torchvision must download, which fails offline.
+    result = run_script("step_2_pretrained.py", corgi, env={"TORCH_HOME": str(tmp_path)})
+    if result.returncode == 0:
+        pytest.skip("this machine can download the ResNet18 weights")
+    assert result.returncode == 2
+    assert "Prediction" not in result.stdout
+    assert "Traceback" not in result.stderr
+    # torch may print its own "Downloading: ..." line first (stdout or stderr); ours is last.
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("Downloading: ") for line in lines[:-1]), result.stderr
+    last = lines[-1]
+    assert last.startswith("error: cannot download the ResNet18 weights"), last
+    assert "--weights" in last and "efficientnet_lite0" in last
+    assert not list(tmp_path.rglob("*.pth"))  # no half-downloaded weights left in the cache

@@ -1,0 +1,352 @@
+"""Steps 2 and 3 as a learner runs them: exact output lines, exact pixels, one-line errors."""
+
+import hashlib
+import pickle
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import LITE0, assert_clean_error, run_script
+from PIL import Image
+from torch import nn
+
+from utils.labels import labels
+
+STEP_2, STEP_3 = "step_2_pretrained.py", "step_3_adversarial.py"
+CORGI = "Pembroke, Pembroke Welsh corgi"
+LITE0_MEAN, LITE0_STD = (0.498,) * 3, (0.502,) * 3
+RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TOPK_LINE = re.compile(r"^ *(\d{1,3}\.\d\d)%  (\S.*)$")
+
+
+def digest(path):
+    """What a file (or folder, or nothing) holds, to prove a script left its inputs alone."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return "folder" if path.is_dir() else "missing"
+
+
+def read_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        return np.asarray(image, dtype=np.float64)
+
+
+def expected_adversarial(image_path, r, mean, std, inverse_std=None):
+    """inverse(normalize(x) + r) as 8-bit levels, computed without the project's code."""
+    with Image.open(image_path) as image:
+        assert image.size == (224, 224)  # the reference corgi is already the tutorial's crop
+        x = np.asarray(image.convert("RGB"), dtype=np.float64) / 255
+    r = np.load(r).reshape(3, 224, 224)
+    mean, std = np.array(mean), np.array(std)
+    z = (x - mean) / std + r.transpose(1, 2, 0)
+    inverse_std = std if inverse_std is None else np.array(inverse_std)
+    return np.rint(np.clip(z * inverse_std + mean, 0, 1) * 255)
+
+
+def stdout_lines(result):
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+# --- step 2: what does the network see? ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def step_2_top3(corgi):
+    return run_script(STEP_2, corgi, *LITE0, "--topk", "3")
+
+
+def test_step_2_names_the_corgi(corgi):
+    result = run_script(STEP_2, corgi, *LITE0)
+    assert stdout_lines(result) == [f"Prediction: {CORGI}"]
+    assert "Traceback" not in result.stderr
+
+
+def test_step_2_topk_lists_probabilities(step_2_top3):
+    lines = stdout_lines(step_2_top3)
+    assert lines[0] == f"Prediction: {CORGI}"
+    assert len(lines) == 4
+    matches = [TOPK_LINE.match(line) for line in lines[1:]]
+    assert all(matches), lines
+    percents = [float(m[1]) for m in matches]
+    names = [m[2] for m in matches]
+    assert names[0] == CORGI  # the top-1 of the list is the prediction
+    assert names[1] == "Cardigan, Cardigan Welsh corgi"
+    assert all(name in labels() for name in names)
+    assert 80 < percents[0] < 90  # p = 0.85, as measured in the reference data's README
+    assert percents == sorted(percents, reverse=True) and sum(percents) <= 100.01
+
+
+def test_step_2_runs_a_resnet18_from_a_weights_file(corgi, random_resnet18):
+    result = run_script(STEP_2, corgi, "--model", "resnet18", "--weights", random_resnet18)
+    lines = stdout_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("Prediction: ")
+    assert lines[0].removeprefix("Prediction: ") in labels()
+
+
+def test_step_2_rejects_a_bad_topk(corgi):
+    result = run_script(STEP_2, corgi, *LITE0, "--topk", "0")
+    assert_clean_error(result, "--topk", "must be at least 1, got 0")
+
+
+# --- step 3: add the tutorial's r ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def step_3_lite0(corgi, tutorial_r, tmp_path_factory):
+    output = tmp_path_factory.mktemp("step_3_lite0") / "adversarial.png"
+    before = [digest(corgi), digest(tutorial_r)]
+    result = run_script(STEP_3, corgi, "--perturbation", tutorial_r, "--output", output, *LITE0)
+    assert [digest(corgi), digest(tutorial_r)] == before
+    return result, output
+
+
+def test_step_3_prints_old_and_new_predictions(step_3_lite0):
+    result, _ = step_3_lite0
+    lines = stdout_lines(result)
+    assert lines[0] == f"Old prediction: {CORGI}"
+    assert lines[1].startswith("New prediction: ")
+    assert lines[1].removeprefix("New prediction: ") in labels()
+    assert len(lines) == 2 or lines[2].startswith("(before rounding to the 8-bit PNG")
+
+
+def test_step_3_writes_inverse_of_normalized_x_plus_r(step_3_lite0, corgi, tutorial_r):
+    _, output = step_3_lite0
+    saved = read_png(output)
+    assert saved.shape == (224, 224, 3)
+    expected = expected_adversarial(corgi, tutorial_r, LITE0_MEAN, LITE0_STD)
+    assert np.abs(saved - expected).max() <= 1
+    # r was really added: the image moved away from the corgi (r * 0.502 is up to ~5 levels).
+    assert np.abs(saved - read_png(corgi)).max() >= 4
+    assert [p.name for p in output.parent.iterdir()] == ["adversarial.png"]  # no temporaries
+
+
+def test_step_3_accepts_r_without_the_batch_axis(step_3_lite0, corgi, tutorial_r, tmp_path):
+    r3 = tmp_path / "r3.npy"
+    np.save(r3, np.load(tutorial_r)[0])
+    output = tmp_path / "out" / "adversarial.png"  # a missing output folder is created
+    result = run_script(STEP_3, corgi, "--perturbation", r3, "--output", output, *LITE0)
+    assert stdout_lines(result) == stdout_lines(step_3_lite0[0])
+    np.testing.assert_array_equal(read_png(output), read_png(step_3_lite0[1]))
+
+
+def test_step_3_with_resnet18_uses_the_tutorials_normalisation(
+    corgi, tutorial_r, random_resnet18, tmp_path
+):
+    output = tmp_path / "adversarial.png"
+    inputs = [corgi, tutorial_r, random_resnet18]
+    before = [digest(p) for p in inputs]
+    result = run_script(
+        STEP_3,
+        corgi,
+        "--perturbation",
+        tutorial_r,
+        "--output",
+        output,
+        "--model",
+        "resnet18",
+        "--weights",
+        random_resnet18,
+    )
+    lines = stdout_lines(result)
+    assert lines[0].startswith("Old prediction: ") and lines[1].startswith("New prediction: ")
+    assert [digest(p) for p in inputs] == before
+    saved = read_png(output)
+    assert saved.shape == (224, 224, 3)
+    expected = expected_adversarial(corgi, tutorial_r, RESNET_MEAN, RESNET_STD)
+    assert np.abs(saved - expected).max() <= 1
+    # The check can tell: the tutorial's inverse (std 0.255 for 0.225) lands elsewhere in blue.
+    wrong_std = (0.229, 0.224, 0.255)
+    wrong = expected_adversarial(corgi, tutorial_r, RESNET_MEAN, RESNET_STD, wrong_std)
+    assert np.abs(saved[..., :2] - wrong[..., :2]).max() <= 1
+    assert np.abs(saved[..., 2] - wrong[..., 2]).max() > 1
+
+
+# --- bad inputs: one line on stderr, nothing written, inputs untouched -----------------------
+
+
+def decompression_bomb(path, side=20000):
+    """A valid 1-bit PNG of side x side black pixels: ~50 kB on disk, 400 MP to decode.
+
+    Written chunk by chunk with zlib, since Image.new("1", ...) would hold 400 MB in memory.
+    """
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the packed bits
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+    assert side * side > 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(Image.DecompressionBombError):  # Pillow refuses to open it at all
+        Image.open(path)
+
+
+@pytest.fixture(scope="module")
+def bad_images(corgi, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_images")
+    paths = {
+        name: folder / filename
+        for name, filename in [
+            ("missing", "missing.png"),
+            ("folder", "folder.png"),
+            ("not-an-image", "notes.png"),
+            ("truncated", "truncated.png"),
+            ("bomb", "bomb.png"),
+        ]
+    }
+    paths["folder"].mkdir()
+    paths["not-an-image"].write_text("this is a text file, not a picture\n")
+    data = corgi.read_bytes()
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    decompression_bomb(paths["bomb"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bad_perturbations(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_perturbations")
+    r = np.zeros((1, 3, 224, 224), dtype=np.float32)
+    paths = {name: folder / f"{name}.npy" for name in ["missing", "text", "pickle"]}
+    paths["text"].write_text("0.1 0.2 0.3\n")
+    paths["pickle"].write_bytes(pickle.dumps({"r": [0.1, 0.2]}))
+    paths["npz"] = folder / "r.npz"
+    np.savez(paths["npz"], r=r)
+    arrays = {
+        "channels-last": r.reshape(1, 224, 224, 3),
+        "nan": np.where(np.arange(r.size).reshape(r.shape) == 7, np.nan, r),
+        "inf": np.where(np.arange(r.size).reshape(r.shape) == 7, -np.inf, r),
+        "int": r.astype(np.int64),
+        "object": r.astype(object),
+    }
+    for name, array in arrays.items():
+        paths[name] = folder / f"{name}.npy"
+        np.save(paths[name], array, allow_pickle=True)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bad_weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_weights")
+    paths = {name: folder / f"{name}.pth" for name in ["text", "linear", "ten-classes"]}
+    paths["text"].write_text("these are not weights\n")
+    torch.save(nn.Linear(4, 2).state_dict(), paths["linear"])
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), paths["ten-classes"])
+    return paths
+
+
+def assert_step_3_fails_cleanly(tmp_path, image, perturbation, *args, fragments, output=None):
+    """Step 3 on bad input: one-line error, no output (nor temporary) file, inputs unchanged."""
+    output = output or tmp_path / "out" / "adversarial.png"
+    inputs = [image, perturbation, *[a for a in args if hasattr(a, "is_file")]]
+    before = [digest(p) for p in inputs]
+    result = run_script(STEP_3, image, "--perturbation", perturbation, "--output", output, *args)
+    assert_clean_error(result, *fragments)
+    assert result.stdout == ""
+    assert not output.exists()
+    if output.parent.is_dir():
+        assert list(output.parent.iterdir()) == []
+    assert [digest(p) for p in inputs] == before
+    return result
+
+
+BAD_IMAGE_PROBLEMS = {
+    "missing": "no such file",
+    "folder": "is a folder, not an image",
+    "not-an-image": "not an image file Pillow can read",
+    "truncated": "truncated or corrupt image",
+    "bomb": "too many pixels",
+}
+
+
+@pytest.mark.parametrize("case", ["missing", "not-an-image"])  # step 3 tries them all
+def test_step_2_bad_image(bad_images, case):
+    path = bad_images[case]
+    result = run_script(STEP_2, path, *LITE0)
+    assert_clean_error(result, str(path), BAD_IMAGE_PROBLEMS[case])
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("case", BAD_IMAGE_PROBLEMS)
+def test_step_3_bad_image(bad_images, tutorial_r, tmp_path, case):
+    path = bad_images[case]
+    fragments = [str(path), BAD_IMAGE_PROBLEMS[case]]
+    assert_step_3_fails_cleanly(tmp_path, path, tutorial_r, *LITE0, fragments=fragments)
+
+
+BAD_PERTURBATION_PROBLEMS = {
+    "missing": "no such perturbation file",
+    "text": "not a NumPy .npy array",
+    "pickle": "not a NumPy .npy array",
+    "npz": "holds an .npz archive",
+    "channels-last": "perturbation shape is (1, 224, 224, 3), expected (1, 3, 224, 224)",
+    "nan": "NaN or infinite",
+    "inf": "NaN or infinite",
+    "int": "must be a float array, got dtype int64",
+    "object": "not a NumPy .npy array",
+}
+
+
+@pytest.mark.parametrize("case", BAD_PERTURBATION_PROBLEMS)
+def test_step_3_bad_perturbation(corgi, bad_perturbations, tmp_path, case):
+    path = bad_perturbations[case]
+    fragments = [str(path), BAD_PERTURBATION_PROBLEMS[case]]
+    result = assert_step_3_fails_cleanly(tmp_path, corgi, path, *LITE0, fragments=fragments)
+    assert "allow_pickle" not in result.stderr  # never advise loading a pickle unsafely
+
+
+BAD_WEIGHTS_PROBLEMS = {
+    "missing": "no such weights file",
+    "text": "not a PyTorch state_dict file",
+    "linear": "weights do not fit resnet18",
+    "ten-classes": "fc.weight has shape (10, 512), the model needs (1000, 512)",
+}
+
+
+@pytest.mark.parametrize("case", BAD_WEIGHTS_PROBLEMS)
+def test_step_3_bad_weights(corgi, tutorial_r, bad_weights, tmp_path, case):
+    path = bad_weights.get(case, tmp_path / "missing.pth")
+    fragments = [str(path), BAD_WEIGHTS_PROBLEMS[case]]
+    args = ["--model", "resnet18", "--weights", path]
+    assert_step_3_fails_cleanly(tmp_path, corgi, tutorial_r, *args, fragments=fragments)
+
+
+def test_step_2_bad_weights(corgi, bad_weights):
+    path = bad_weights["linear"]
+    result = run_script(STEP_2, corgi, "--model", "resnet18", "--weights", path)
+    assert_clean_error(result, str(path), "weights do not fit resnet18", "missing keys")
+
+
+def test_unknown_model_is_an_argparse_error(corgi):
+    result = run_script(STEP_2, corgi, "--model", "vgg16")
+    assert result.returncode == 2
+    assert_clean_error(result, "--model", "invalid choice: 'vgg16'", "efficientnet_lite0")
+
+
+def test_step_3_output_folder_not_writable(corgi, tutorial_r, tmp_path):
+    blocker = tmp_path / "results"  # a regular file where the output folder should be
+    blocker.write_text("keep me\n")
+    output = blocker / "adversarial.png"
+    fragments = ["cannot write to folder", str(blocker)]
+    assert_step_3_fails_cleanly(
+        tmp_path, corgi, tutorial_r, *LITE0, fragments=fragments, output=output
+    )
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_step_3_unknown_output_extension(corgi, tutorial_r, tmp_path):
+    output = tmp_path / "adversarial.xyz"
+    fragments = [str(output), "unknown image extension '.xyz'"]
+    assert_step_3_fails_cleanly(
+        tmp_path, corgi, tutorial_r, *LITE0, fragments=fragments, output=output
+    )
