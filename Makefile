@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 IMAGE ?= assets/coffee.png
 MODEL ?= auto
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ lint: $(VENV)/.installed-dev
 
 test: lint
 	$(VENV)/bin/pytest
+
+$(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) bench/attack_speed.py
 
 clean:
 	rm -rf outputs/* assets/*.png

@@ -1,29 +1,48 @@
-"""Step 2: ask a pretrained ImageNet classifier what is in an image."""
+"""Step 2: ask a pretrained ImageNet classifier what is in an image (or in many)."""
 
 from pathlib import Path
 
-from utils.cli import ArgumentParser, add_model_arguments, positive_int, run
-from utils.images import load_image_tensor
+import torch
+
+from utils.cli import ArgumentParser, UserError, add_model_arguments, positive_int, run
+from utils.images import image_batches, list_images, load_image_tensor
 from utils.labels import label
-from utils.models import load_model, predict
+from utils.models import load_model, pick_device, predict
 
 
 def main():
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("image", type=Path, help="any image Pillow reads")
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--topk", type=positive_int, help="also list the K most likely classes")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="images per batch")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     add_model_arguments(parser)
     args = parser.parse_args()
 
-    x = load_image_tensor(args.image)
-    model = load_model(args.model, args.weights)
-    probabilities = predict(model, x)[0]
+    paths = list_images(args.images)
+    if len(paths) == 1 and not args.images[0].is_dir():
+        x = load_image_tensor(paths[0])
+        model = load_model(args.model, args.weights, pick_device(args.device))
+        probabilities = predict(model, x)[0]
+        print(f"Prediction: {label(probabilities.argmax())}")
+        if args.topk:
+            top = probabilities.topk(min(args.topk, len(probabilities)))
+            for probability, index in zip(top.values, top.indices, strict=True):
+                print(f"{probability:8.2%}  {label(index)}")
+        return
 
-    print(f"Prediction: {label(probabilities.argmax())}")
-    if args.topk:
-        top = probabilities.topk(min(args.topk, len(probabilities)))
-        for probability, index in zip(top.values, top.indices, strict=True):
-            print(f"{probability:8.2%}  {label(index)}")
+    model = load_model(args.model, args.weights, pick_device(args.device))
+    rows, unreadable = [], 0
+    for images, errors in image_batches(paths, args.batch_size, "classifying"):
+        unreadable += len(errors)
+        if images:
+            probabilities = predict(model, torch.cat(list(images.values())))
+            rows += zip(images, probabilities.max(1).values, probabilities.argmax(1), strict=True)
+    width = max((len(str(path)) for path, _, _ in rows), default=0)
+    for path, probability, index in rows:
+        print(f"{path!s:<{width}}  {probability:6.1%}  {label(index)}")
+    if unreadable:
+        raise UserError(f"{unreadable} of {len(paths)} files could not be read (see above)")
 
 
 if __name__ == "__main__":

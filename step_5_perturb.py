@@ -6,12 +6,10 @@ is projected after each step, the image stays valid, and success is judged on th
 """
 
 import csv
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from utils.attacks import FGSM, PGD, TutorialSGD
 from utils.cli import (
@@ -27,7 +25,7 @@ from utils.cli import (
     write_atomically,
 )
 from utils.figures import amplified_difference, save_comparison
-from utils.images import list_images, load_image_tensor, save_image
+from utils.images import image_batches, list_images, load_image_tensor, save_image
 from utils.labels import class_index, label
 from utils.models import load_model, predict
 from utils.perturbations import save_perturbation
@@ -145,19 +143,10 @@ def attack_many(args, model, paths, target):
     """Many images in batches: one set of outputs per image, named after it, and a summary."""
     attack = make_attack(args, model, on_step=None)
     rows = []
-    with tqdm(total=len(paths), unit="image", desc="attacking") as progress:
-        for start in range(0, len(paths), args.batch_size):
-            batch = paths[start : start + args.batch_size]
-            images = {}
-            for path in batch:
-                try:
-                    images[path] = load_image_tensor(path)
-                except UserError as err:  # report the bad file and go on with the rest
-                    tqdm.write(f"error: {err}", file=sys.stderr)
-                    rows.append(Row(path, error="not a readable image"))
-            if images:
-                rows += attack_batch(args, model, attack, images, target)
-            progress.update(len(batch))
+    for images, errors in image_batches(paths, args.batch_size, "attacking"):
+        rows += [Row(path, error="not a readable image") for path in errors]
+        if images:
+            rows += attack_batch(args, model, attack, images, target)
     print_summary(rows, args.output_dir / "summary.csv")
     if not all(row.success for row in rows):
         raise AttackFailed(

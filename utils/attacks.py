@@ -39,15 +39,19 @@ class Attack:
     defenses: extra views of the image (e.g. JPEG at quality 75) that must be fooled too.
     on_step(step, cross_entropy, predictions): called after each forward, per-image values
     (cross-entropy to `labels`: falls when targeted, rises when untargeted).
+    early_stop: stop once every image is fooled (the steps taken are in the result).
     """
 
-    def __init__(self, model, epsilon, steps, targeted=True, defenses=(), on_step=None):
+    def __init__(
+        self, model, epsilon, steps, targeted=True, defenses=(), on_step=None, early_stop=True
+    ):
         self.model = model
         self.epsilon = epsilon
         self.steps = steps
         self.targeted = targeted
         self.defenses = tuple(defenses)
         self.on_step = on_step
+        self.early_stop = early_stop  # off: always spend the whole budget (for benchmarks)
 
     def init_delta(self, x):
         return torch.zeros_like(x)
@@ -98,7 +102,7 @@ class Attack:
                 best_probability = torch.maximum(best_probability, p_label)
                 if self.on_step:
                     self.on_step(step, cross_entropy.detach(), predicted[0])
-            if success.all() or step == self.steps:
+            if (self.early_stop and success.all()) or step == self.steps:
                 break
             (grad,) = torch.autograd.grad(loss.sum(), delta)
             with torch.no_grad():

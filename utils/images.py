@@ -4,6 +4,7 @@ Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisa
 lives in the model wrapper (utils/models.py), not in the image pipeline.
 """
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms
+from tqdm import tqdm
 
 from utils.cli import UserError, check_writable_dir, write_atomically
 
@@ -114,3 +116,23 @@ def list_images(paths):
     if not files:
         raise UserError(f"no files found in {', '.join(map(str, paths))}")
     return files
+
+
+def image_batches(paths, batch_size, description):
+    """Yield ({path: crop}, {path: error}) per batch of paths, with a progress bar.
+
+    A file that cannot be read is reported on stderr and skipped, so one bad file
+    in a folder does not stop the rest.
+    """
+    with tqdm(total=len(paths), unit="image", desc=description) as progress:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images, errors = {}, {}
+            for path in batch:
+                try:
+                    images[path] = load_image_tensor(path)
+                except UserError as err:
+                    tqdm.write(f"error: {err}", file=sys.stderr)
+                    errors[path] = str(err)
+            yield images, errors
+            progress.update(len(batch))

@@ -1,0 +1,167 @@
+"""What one attack step costs: the floor, this project's PGD, and torchattacks' PGD.
+
+Same model, same input batch, same epsilon, step size and number of steps for all three:
+- floor: a bare PyTorch loop, forward + gradient with respect to the input only;
+- project: utils.attacks.PGD, the code step 5 runs, with early stopping off;
+- torchattacks: torchattacks.PGD (a benchmark-only dependency: requirements-bench.txt).
+Prints the median milliseconds per step over repeats, the ratios, and the peak memory
+each method adds. Then, with early stopping on, how many steps step 5's default attack
+needs to turn the test photos into goldfish. Not part of the test suite.
+
+    python bench/attack_speed.py [--steps 10] [--repeats 5] [--batch-sizes 1,8]
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+import torchvision
+from PIL import Image
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.attacks import PGD, TutorialSGD
+from utils.images import CROP
+from utils.models import load_model, pick_device
+
+GOLDFISH = 1
+EPSILON, STEP_SIZE = 2 / 255, 0.5 / 255
+SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
+
+
+def sample_photos():
+    """name -> crop: the scikit-image samples, and the tutorial's corgi when present."""
+    photos = {name: CROP(Image.fromarray(getattr(data, name)())) for name in SAMPLES}
+    corgi = Path(__file__).resolve().parents[2] / "shared" / "tutorial" / "corgi.png"
+    if corgi.exists():
+        photos["corgi"] = CROP(Image.open(corgi).convert("RGB"))
+    return photos
+
+
+def sample_batch(size):
+    photos = list(sample_photos().values())
+    return torch.stack([photos[i % len(photos)] for i in range(size)])
+
+
+def floor(model, x, labels, steps):
+    """The least an L-inf attack must do per step: forward, input gradient, signed update."""
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = F.cross_entropy(model(x + delta), labels)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() - STEP_SIZE * grad.sign()).clamp(-EPSILON, EPSILON)
+        delta = (x + delta).clamp(0, 1) - x
+
+
+def project(model, x, labels, steps):
+    PGD(model, EPSILON, steps, step_size=STEP_SIZE, early_stop=False)(x, labels)
+
+
+def reference(model, x, labels, steps):
+    attack = torchattacks.PGD(model, eps=EPSILON, alpha=STEP_SIZE, steps=steps)
+    attack.set_mode_targeted_by_label(quiet=True)
+    attack(x, labels)
+
+
+def peak_memory_reset(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    with open("/proc/self/clear_refs", "w") as refs:  # Linux: resets the peak RSS (VmHWM)
+        refs.write("5")
+    return _status_kb("VmRSS") * 1024
+
+
+def peak_memory(device):
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return _status_kb("VmHWM") * 1024
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith(field)).split()[1])
+
+
+def measure(method, model, x, labels, steps, repeats, device):
+    """Median ms per step over `repeats` timed runs (after one warm-up), and peak MiB added."""
+    method(model, x, labels, steps)
+    times = []
+    baseline = peak_memory_reset(device)
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        method(model, x, labels, steps)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - started) * 1000 / steps)
+    return statistics.median(times), (peak_memory(device) - baseline) / 2**20
+
+
+def models(device, folder):
+    """ResNet18 with seeded random weights (the mechanics) and EfficientNet-Lite0."""
+    torch.manual_seed(0)
+    weights = Path(folder) / "resnet18_random.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    yield "resnet18 (random)", load_model("resnet18", weights, device)
+    yield "efficientnet_lite0", load_model("efficientnet_lite0", None, device)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    where = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "CPU"
+    print(
+        f"# {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"torchattacks {torchattacks.__version__}; {args.steps} steps, median of {args.repeats}"
+    )
+    header = (
+        "model                batch  floor ms  project ms  torchattacks ms  "
+        "project/floor  project/torchattacks  peak MiB (floor/project/torchattacks)"
+    )
+    print(header)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, model in models(device, folder):
+            for size in batch_sizes:
+                x = sample_batch(size).to(device)
+                labels = torch.full((size,), GOLDFISH, device=device)
+                runs = [
+                    measure(method, model, x, labels, args.steps, args.repeats, device)
+                    for method in (floor, project, reference)
+                ]
+                (f_ms, f_mem), (p_ms, p_mem), (t_ms, t_mem) = runs
+                print(
+                    f"{name:<20} {size:>5}  {f_ms:8.1f}  {p_ms:10.1f}  {t_ms:15.1f}  "
+                    f"{p_ms / f_ms:13.2f}  {p_ms / t_ms:20.2f}  "
+                    f"{f_mem:.0f} / {p_mem:.0f} / {t_mem:.0f}"
+                )
+
+    print("\n# step 5's default attack (tutorial SGD, 2/255, budget 30), early stopping on:")
+    model = load_model("efficientnet_lite0", None, device)
+    photos = sample_photos()
+    x = torch.stack(list(photos.values())).to(device)
+    result = TutorialSGD(model, EPSILON, 30)(x, torch.full((len(x),), GOLDFISH, device=device))
+    for name, success, steps in zip(photos, result.success, result.steps, strict=True):
+        outcome = "goldfish after" if success else "NOT goldfish within"
+        print(f"{name:<10} {outcome} {int(steps)} steps")
+
+
+if __name__ == "__main__":
+    main()
