@@ -39,7 +39,8 @@ class Attack:
     defenses: extra views of the image (e.g. JPEG at quality 75) that must be fooled too.
     on_step(step, cross_entropy, predictions): called after each forward, per-image values
     (cross-entropy to `labels`: falls when targeted, rises when untargeted).
-    early_stop: stop once every image is fooled (the steps taken are in the result).
+    early_stop: stop once every image is fooled (the steps taken are in the result); off,
+    every image takes every step and the result is the last iterate (as in PGD training).
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class Attack:
         self.targeted = targeted
         self.defenses = tuple(defenses)
         self.on_step = on_step
-        self.early_stop = early_stop  # off: always spend the whole budget (for benchmarks)
+        self.early_stop = early_stop  # off: always spend the whole budget (benchmarks, training)
 
     def init_delta(self, x):
         return torch.zeros_like(x)
@@ -92,12 +93,13 @@ class Attack:
                 p = logits.softmax(-1)  # (views, n, classes)
                 predicted = p.argmax(-1)
                 fooled = predicted == labels if self.targeted else predicted != labels
-                active = ~success  # images still being attacked: record their latest state
+                # Images still being attacked (without early stop, all): record their latest state.
+                active = ~success if self.early_stop else torch.ones_like(success)
                 adversarial[active] = x_saved[active]
                 probabilities = p[0].clone() if probabilities is None else probabilities
                 probabilities[active] = p[0, active]
                 steps[active] = step
-                success |= fooled.all(0)
+                success = success | fooled.all(0) if self.early_stop else fooled.all(0)
                 p_label = p.gather(-1, labels.expand(len(views), n)[..., None])[..., 0].amin(0)
                 best_probability = torch.maximum(best_probability, p_label)
                 if self.on_step:
