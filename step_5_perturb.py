@@ -6,6 +6,7 @@ is projected after each step, the image stays valid, and success is judged on th
 """
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from utils.cli import (
     UserError,
     add_model_arguments,
     check_writable_dir,
+    jpeg_quality,
+    list_of,
     pixel_amount,
     positive_float,
     positive_int,
     run,
     write_atomically,
 )
+from utils.defenses import jpeg
 from utils.figures import amplified_difference, save_comparison
 from utils.images import image_batches, list_images, load_image_tensor, save_image
 from utils.labels import class_index, label
@@ -52,6 +56,14 @@ def parse_args():
         type=positive_float,
         help="sgd: learning rate (default 0.1); pgd: step size in pixels (default epsilon/4)",
     )
+    parser.add_argument(
+        "--through-jpeg",
+        type=list_of(jpeg_quality),
+        default=(),
+        metavar="Q[,Q...]",
+        help="stay adversarial after JPEG compression at quality Q too (several: at each): "
+        "JPEG in the forward pass, gradient passed straight through (BPDA)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (pgd's random start)")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch")
@@ -64,7 +76,8 @@ def parse_args():
 
 
 def make_attack(args, model, on_step):
-    options = dict(targeted=not args.untargeted, on_step=on_step)
+    through_jpeg = [functools.partial(jpeg, quality=quality) for quality in args.through_jpeg]
+    options = dict(targeted=not args.untargeted, on_step=on_step, defenses=through_jpeg)
     if args.method == "pgd":
         options["seed"] = args.seed
     if args.method == "sgd":
@@ -129,9 +142,11 @@ def attack_one(args, model, path, target):
             "a larger --epsilon or --lr"
         )
     adversarial = result.adversarial.cpu()
+    qualities = ", ".join(map(str, args.through_jpeg))
+    also = f", and still after JPEG at quality {qualities}" if args.through_jpeg else ""
     print(
         f"Fooled after {int(result.steps[0])} steps "
-        f"(max change {linf_levels(x, adversarial)}/255 per pixel)"
+        f"(max change {linf_levels(x, adversarial)}/255 per pixel{also})"
     )
     final = result.probabilities[0].cpu()
     save_outputs(model, x, adversarial, clean, final, args.output_dir)

@@ -24,6 +24,7 @@ from utils.cli import (
     ArgumentParser,
     UserError,
     check_writable_dir,
+    list_of,
     pixel_amount,
     positive_int,
     run,
@@ -58,7 +59,7 @@ def parse_args():
     )
     parser.add_argument(
         "--eval-epsilons",
-        type=epsilon_list,
+        type=list_of(pixel_amount),
         default="0.05,0.1,0.15,0.2,0.25,0.3",
         metavar="LIST",
         help="comma-separated bounds to attack the trained models with (default 0.05,...,0.3)",
@@ -84,17 +85,6 @@ def non_negative_int(text):
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be in 0..2**32-1, got {value}")
     return value
-
-
-def epsilon_list(text):
-    """argparse type: '0.1,0.2' or '8/255,16/255', each in (0, 1]; sorted, no repeats."""
-    values = set()
-    for item in text.split(","):
-        try:
-            values.add(pixel_amount(item.strip()))
-        except argparse.ArgumentTypeError as err:
-            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
-    return sorted(values)
 
 
 def load_data(seed):

@@ -129,6 +129,8 @@ def test_random_resnet18_weights_run_end_to_end(corgi, random_resnet18, tmp_path
         (["--steps", "0"], "--steps"),
         (["--lr", "0"], "--lr"),
         (["--lr", "-1"], "--lr"),
+        (["--through-jpeg", "0"], "JPEG quality must be from 1 to 100"),
+        (["--through-jpeg", "75,abc"], "--through-jpeg"),
     ],
 )
 def test_bad_arguments_are_one_line_errors_and_write_nothing(corgi, tmp_path, args, message):

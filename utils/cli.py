@@ -115,3 +115,26 @@ def pixel_amount(text):
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1] (pixel units), got {text}")
     return value
+
+
+def jpeg_quality(text):
+    """argparse type: a JPEG quality, an integer from 1 to 100."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"JPEG quality must be from 1 to 100, got {value}")
+    return value
+
+
+def list_of(item_type):
+    """argparse type for "a,b,c": each item parsed by item_type; sorted, without repeats."""
+
+    def parse(text):
+        try:
+            return tuple(sorted({item_type(item.strip()) for item in text.split(",")}))
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+    return parse

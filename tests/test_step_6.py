@@ -1,0 +1,166 @@
+"""Step 6: JPEG undoes the naive attack but not one that saw JPEG coming; sweeps; squeezers."""
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import LITE0, assert_clean_error, run_script
+from PIL import Image
+
+from utils.cli import UserError
+from utils.defenses import DEFENSES, bit_depth, encode_jpeg, jpeg, median, save_jpeg
+from utils.images import from_uint8, load_image_tensor, to_uint8
+
+STEP_2, STEP_6 = "step_2_pretrained.py", "step_6_defense.py"
+GOLDFISH, PEMBROKE = "goldfish, Carassius auratus", "Pembroke, Pembroke Welsh corgi"
+
+
+def prediction(line, prefix):
+    """'Prediction after JPEG (quality 75): goldfish, Carassius auratus (0.19)' -> the label."""
+    assert line.startswith(prefix), line
+    return line.removeprefix(prefix).rsplit(" (", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def naive(corgi, tmp_path_factory):
+    """Step 5's default attack (the tutorial's SGD, 2/255), which never saw JPEG."""
+    out = tmp_path_factory.mktemp("naive")
+    run_script("step_5_perturb.py", corgi, *LITE0, "--output-dir", out, check=True)
+    return out / "adversarial.png"
+
+
+@pytest.fixture(scope="module")
+def adaptive(corgi, tmp_path_factory):
+    """Step 5 through JPEG 75 (BPDA): PGD at 4/255 (2/255 is not enough)."""
+    out = tmp_path_factory.mktemp("adaptive")
+    args = ["--through-jpeg", "75", "--epsilon", "4/255", "--method", "pgd", "--output-dir", out]
+    result = run_script("step_5_perturb.py", corgi, *LITE0, *args, check=True)
+    assert "and still after JPEG at quality 75" in result.stdout
+    return out / "adversarial.png"
+
+
+def test_jpeg_75_undoes_the_naive_attack_and_step_2_agrees(naive, tmp_path):
+    as_png = run_script(STEP_2, naive, *LITE0, check=True)
+    assert as_png.stdout.splitlines()[0] == f"Prediction: {GOLDFISH}"
+
+    result = run_script(STEP_6, naive, *LITE0, "--output", tmp_path / "a.jpg", check=True)
+    before, after = result.stdout.splitlines()
+    assert prediction(before, "Prediction before JPEG: ") == GOLDFISH
+    defended = prediction(after, "Prediction after JPEG (quality 75): ")
+    assert defended != GOLDFISH
+
+    reloaded = run_script(STEP_2, tmp_path / "a.jpg", *LITE0, check=True)
+    assert reloaded.stdout.splitlines()[0] == f"Prediction: {defended}"
+
+
+def test_an_attack_through_jpeg_75_survives_it(adaptive, tmp_path):
+    result = run_script(STEP_6, adaptive, *LITE0, "--output", tmp_path / "a.jpg", check=True)
+    after = result.stdout.splitlines()[1]
+    assert prediction(after, "Prediction after JPEG (quality 75): ") == GOLDFISH
+
+
+def test_sweep_table_and_plot(naive, corgi, tmp_path):
+    result = run_script(STEP_6, naive, *LITE0, "--sweep", "--original", corgi, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == f"target class: {GOLDFISH} (top class of {naive} before JPEG)"
+    assert lines[2] == f"true class:   {PEMBROKE} (top class of {corgi})"
+    header, *rows = lines[3:]
+    assert header.split()[:4] == ["quality", "adversarial.png:", "top", "class"]
+    assert [row.split()[0] for row in rows] == ["none", *map(str, range(10, 101, 10))]
+    assert GOLDFISH in rows[0] and GOLDFISH not in rows[5]  # quality 50 restores the corgi
+    with Image.open(tmp_path / "outputs" / "jpeg_sweep.png") as plot:
+        assert plot.format == "PNG" and plot.width > 300
+
+
+def test_bit_depth_saves_the_squeezed_png(naive, tmp_path):
+    result = run_script(STEP_6, naive, *LITE0, "--defense", "bits", cwd=tmp_path, check=True)
+    before, after = result.stdout.splitlines()
+    assert prediction(before, "Prediction before bit-depth reduction: ") == GOLDFISH
+    assert after.startswith("Prediction after bit-depth reduction (bits 5): ")
+    saved = load_image_tensor(tmp_path / "outputs" / "adversarial_bits.png")
+    assert torch.equal(saved, bit_depth(load_image_tensor(naive), 5))
+
+
+def test_median_sweep_uses_sizes_3_5_7(naive, tmp_path):
+    args = ["--defense", "median", "--sweep"]
+    result = run_script(STEP_6, naive, *LITE0, *args, cwd=tmp_path, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith("true class:   ") and "runner-up" in lines[2]
+    assert [row.split()[0] for row in lines[4:]] == ["none", "3", "5", "7"]
+    assert (tmp_path / "outputs" / "median_sweep.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--quality", "0"], "JPEG quality must be from 1 to 100, got 0"),
+        (["--quality", "101"], "JPEG quality must be from 1 to 100, got 101"),
+        (["--quality", "abc"], "--quality: invalid int value: 'abc'"),
+        (["--sweep", "--qualities", "50,abc"], "--qualities"),
+        (["--defense", "median", "--size", "4"], "median filter size must be odd"),
+        (["--bits", "4"], "--bits is for --defense bits"),
+        (["--output", "a.png"], "a.png: save the image after JPEG as .jpg or .jpeg"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_and_write_nothing(corgi, tmp_path, args, message):
+    result = run_script(STEP_6, corgi, *LITE0, *args, cwd=tmp_path)
+    assert_clean_error(result, message)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_output_may_not_overwrite_the_input(naive):
+    before = naive.read_bytes()
+    result = run_script(STEP_6, naive, *LITE0, "--defense", "median", "--output", naive)
+    assert_clean_error(result, "is an input image")
+    assert naive.read_bytes() == before
+
+
+def test_jpeg_is_exactly_pillows_round_trip_of_the_8_bit_image():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(2, 37, 53, 3), dtype=np.uint8)
+    x = torch.cat([from_uint8(p) for p in pixels]).double()
+    # Off-grid values and a live autograd graph, as inside an attack: rounded, detached.
+    x_attack = (x + 0.4 / 255).requires_grad_(True)
+    for quality in (10, 75):
+        expected = []
+        for p in pixels:
+            buffer = io.BytesIO()
+            Image.fromarray(p).save(buffer, format="JPEG", quality=quality)
+            expected.append(np.asarray(Image.open(buffer).convert("RGB")))
+        out = jpeg(x_attack, quality)
+        assert out.shape == x.shape and out.dtype == torch.float64 and not out.requires_grad
+        assert np.array_equal(np.stack([to_uint8(o) for o in out]), np.stack(expected))
+
+
+@pytest.mark.parametrize("quality", [0, 101, 7.5, "75"])
+def test_jpeg_refuses_a_bad_quality(quality):
+    with pytest.raises(UserError, match="JPEG quality"):
+        jpeg(torch.zeros(1, 3, 8, 8), quality)
+
+
+def test_saved_jpeg_is_the_224_crop_that_was_classified(tmp_path):
+    # A 320x240 photo: the model sees its 224x224 crop, and so does the defense.
+    ramp = np.linspace(0, 255, 320 * 240 * 3).reshape(240, 320, 3).astype(np.uint8)
+    Image.fromarray(ramp).save(tmp_path / "photo.png")
+    x = load_image_tensor(tmp_path / "photo.png")
+    classified = save_jpeg(x, tmp_path / "photo.jpg", quality=75)
+    assert (tmp_path / "photo.jpg").read_bytes() == encode_jpeg(to_uint8(x), 75)
+    assert torch.equal(load_image_tensor(tmp_path / "photo.jpg"), classified)
+    assert torch.equal(jpeg(x, 75), classified)
+    assert Image.open(tmp_path / "photo.jpg").size == (224, 224)
+
+
+def test_squeezers_stay_on_the_8_bit_grid():
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    x = from_uint8(pixels)
+    assert torch.equal(bit_depth(x, 8), x)
+    assert set(to_uint8(bit_depth(x, 1)).ravel().tolist()) == {0, 255}
+    assert len(np.unique(to_uint8(bit_depth(x, 3)))) == 8
+    assert np.array_equal(to_uint8(median(x, 5)), cv2.medianBlur(pixels, 5))
+    for name, defense in DEFENSES.items():
+        out = defense.apply(x, defense.default)
+        assert torch.equal(from_uint8(to_uint8(out)), out), name
