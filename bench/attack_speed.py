@@ -8,7 +8,7 @@ Prints the median milliseconds per step over repeats, the ratios, and the peak m
 each method adds. Then, with early stopping on, how many steps step 5's default attack
 needs to turn the test photos into goldfish. Not part of the test suite.
 
-    python bench/attack_speed.py [--steps 10] [--repeats 5] [--batch-sizes 1,8]
+    python bench/attack_speed.py [--steps 20] [--repeats 9] [--batch-sizes 1,8]
 """
 
 import argparse
@@ -92,20 +92,35 @@ def _status_kb(field):
         return int(next(line for line in status if line.startswith(field)).split()[1])
 
 
-def measure(method, model, x, labels, steps, repeats, device):
-    """Median ms per step over `repeats` timed runs (after one warm-up), and peak MiB added."""
+def timed(method, model, x, labels, steps, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
     method(model, x, labels, steps)
-    times = []
-    baseline = peak_memory_reset(device)
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) * 1000 / steps
+
+
+def measure(methods, model, x, labels, steps, repeats, device):
+    """Per method: median ms per step and peak MiB added.
+
+    The methods take turns within each repeat, in rotating order, so that a slow moment
+    of the machine is shared among them instead of landing on one.
+    """
+    times = {method: [] for method in methods}
+    for method in methods:
+        method(model, x, labels, steps)  # warm-up
+    for repeat in range(repeats):
+        order = methods[repeat % len(methods) :] + methods[: repeat % len(methods)]
+        for method in order:
+            times[method].append(timed(method, model, x, labels, steps, device))
+    memory = {}
+    for method in methods:
+        baseline = peak_memory_reset(device)
         method(model, x, labels, steps)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - started) * 1000 / steps)
-    return statistics.median(times), (peak_memory(device) - baseline) / 2**20
+        memory[method] = (peak_memory(device) - baseline) / 2**20
+    return [(statistics.median(times[method]), memory[method]) for method in methods]
 
 
 def models(device, folder):
@@ -119,8 +134,8 @@ def models(device, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args()
@@ -142,10 +157,8 @@ def main():
             for size in batch_sizes:
                 x = sample_batch(size).to(device)
                 labels = torch.full((size,), GOLDFISH, device=device)
-                runs = [
-                    measure(method, model, x, labels, args.steps, args.repeats, device)
-                    for method in (floor, project, reference)
-                ]
+                methods = [floor, project, reference]
+                runs = measure(methods, model, x, labels, args.steps, args.repeats, device)
                 (f_ms, f_mem), (p_ms, p_mem), (t_ms, t_mem) = runs
                 print(
                     f"{name:<20} {size:>5}  {f_ms:8.1f}  {p_ms:10.1f}  {t_ms:15.1f}  "

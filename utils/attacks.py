@@ -18,9 +18,23 @@ def quantize(x):
     return torch.round(x * 255) / 255
 
 
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(x, transform):
+        return transform(x.detach())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
 def straight_through(x, transform):
     """transform(x) in the forward pass, identity in the backward pass (BPDA)."""
-    return x + (transform(x) - x).detach()
+    return _StraightThrough.apply(x, transform)
 
 
 @dataclass
@@ -92,19 +106,26 @@ class Attack:
             with torch.no_grad():
                 p = logits.softmax(-1)  # (views, n, classes)
                 predicted = p.argmax(-1)
-                fooled = predicted == labels if self.targeted else predicted != labels
-                # Images still being attacked (without early stop, all): record their latest state.
-                active = ~success if self.early_stop else torch.ones_like(success)
-                adversarial[active] = x_saved[active]
-                probabilities = p[0].clone() if probabilities is None else probabilities
-                probabilities[active] = p[0, active]
-                steps[active] = step
-                success = success | fooled.all(0) if self.early_stop else fooled.all(0)
+                fooled = (predicted == labels if self.targeted else predicted != labels).all(0)
                 p_label = p.gather(-1, labels.expand(len(views), n)[..., None])[..., 0].amin(0)
                 best_probability = torch.maximum(best_probability, p_label)
+                if probabilities is None:
+                    probabilities = torch.zeros_like(p[0])
+                last = step == self.steps or bool(self.early_stop and (success | fooled).all())
+                # Keep each image as it was when first fooled (early stop) or at the last step.
+                if not self.early_stop:
+                    record = torch.ones_like(fooled) if last else torch.zeros_like(fooled)
+                    success = fooled
+                else:
+                    record = (fooled | last) & ~success
+                    success = success | fooled
+                if record.any():
+                    adversarial[record] = x_saved[record]
+                    probabilities[record] = p[0, record]
+                    steps[record] = step
                 if self.on_step:
                     self.on_step(step, cross_entropy.detach(), predicted[0])
-            if (self.early_stop and success.all()) or step == self.steps:
+            if last:
                 break
             (grad,) = torch.autograd.grad(loss.sum(), delta)
             with torch.no_grad():
