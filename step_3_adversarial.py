@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from utils.cli import ArgumentParser, add_model_arguments, run
+from utils.cli import ArgumentParser, add_model_arguments, check_not_input, run
 from utils.images import check_image_output, load_image_tensor, save_image
 from utils.labels import label
 from utils.models import load_model, predict
@@ -32,6 +32,7 @@ def main():
     x = load_image_tensor(args.image)
     r = load_perturbation(args.perturbation)
     check_image_output(args.output)
+    check_not_input(args.output, [args.image, args.perturbation])
     model = load_model(args.model, args.weights)
 
     x_adversarial = model.denormalize(model.normalize(x) + r)

@@ -18,6 +18,7 @@ from utils.cli import (
     AttackFailed,
     UserError,
     add_model_arguments,
+    check_not_input,
     check_writable_dir,
     jpeg_quality,
     list_of,
@@ -31,7 +32,7 @@ from utils.defenses import jpeg
 from utils.figures import amplified_difference, save_comparison
 from utils.images import image_batches, list_images, load_image_tensor, save_image
 from utils.labels import class_index, label
-from utils.models import load_model, predict
+from utils.models import load_model, pick_device, predict
 from utils.perturbations import save_perturbation
 from utils.timing import Timer
 
@@ -92,14 +93,18 @@ def short(index, probabilities):
     return f"{label(index).split(',')[0]} {probabilities[index]:.0%}"
 
 
+OUTPUTS = ("adversarial.png", "adversarial_r.npy", "comparison.png")
+
+
 def save_outputs(model, x, adversarial, clean, final, output_dir, prefix=""):
-    """adversarial.png, adversarial_r.npy and comparison.png for one image; returns the PNG."""
-    png = output_dir / f"{prefix}adversarial.png"
+    """adversarial.png, adversarial_r.npy and comparison.png for one image (on the CPU)."""
+    png, npy, comparison = (output_dir / f"{prefix}{name}" for name in OUTPUTS)
     save_image(adversarial, png)
     if not torch.equal(load_image_tensor(png), adversarial):  # the file must be what was judged
         raise UserError(f"{png}: reloaded image differs from the attacked one")
-    r = model.normalize(adversarial) - model.normalize(x)  # the tutorial's r: normalised space
-    save_perturbation(r, output_dir / f"{prefix}adversarial_r.npy")
+    device = model.mean.device
+    # The tutorial's r lives in normalised space.
+    save_perturbation(model.normalize(adversarial.to(device)) - model.normalize(x.to(device)), npy)
     difference, gain = amplified_difference(x, adversarial)
     save_comparison(
         [
@@ -107,9 +112,8 @@ def save_outputs(model, x, adversarial, clean, final, output_dir, prefix=""):
             (adversarial, f"adversarial (PNG)\n{short(final.argmax(), final)}"),
             (difference, f"perturbation x{gain:.0f}\nmax {linf_levels(x, adversarial)}/255"),
         ],
-        output_dir / f"{prefix}comparison.png",
+        comparison,
     )
-    return png
 
 
 def linf_levels(x, adversarial):
@@ -242,13 +246,15 @@ def main():
     paths = list_images(args.images)
     target = None if args.untargeted else class_index(args.target)
     check_writable_dir(args.output_dir)
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    one_image = len(paths) == 1 and not args.images[0].is_dir()
+    for path in paths:
+        prefix = "" if one_image else f"{path.stem}_"
+        for name in OUTPUTS:
+            check_not_input(args.output_dir / f"{prefix}{name}", paths)
     with timer("model load"):
-        model = load_model(args.model, args.weights, device)
+        model = load_model(args.model, args.weights, pick_device(args.device))
     with timer("attack and outputs"):
-        if len(paths) == 1 and not args.images[0].is_dir():
+        if one_image:
             attack_one(args, model, paths[0], target)
         else:
             attack_many(args, model, paths, target)

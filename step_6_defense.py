@@ -15,6 +15,7 @@ from utils.cli import (
     ArgumentParser,
     UserError,
     add_model_arguments,
+    check_not_input,
     check_writable_dir,
     list_of,
     run,
@@ -113,8 +114,7 @@ def check_output(path, defense, sweep, inputs):
     if path.suffix.lower() not in suffixes:
         what = "the plot" if sweep else f"the image after {defense.name}"
         raise UserError(f"{path}: save {what} as {' or '.join(suffixes)}")
-    if any(source is not None and path.resolve() == source.resolve() for source in inputs):
-        raise UserError(f"{path}: is an input image; pick another --output")
+    check_not_input(path, inputs)
     check_writable_dir(path.parent)
 
 

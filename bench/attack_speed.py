@@ -25,11 +25,12 @@ import torchattacks
 import torchvision
 from PIL import Image
 from skimage import data
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.attacks import PGD, TutorialSGD
 from utils.images import CROP
-from utils.models import load_model, pick_device
+from utils.models import Classifier, load_model, pick_device
 
 GOLDFISH = 1
 EPSILON, STEP_SIZE = 2 / 255, 0.5 / 255
@@ -124,12 +125,16 @@ def measure(methods, model, x, labels, steps, repeats, device):
 
 
 def models(device, folder):
-    """ResNet18 with seeded random weights (the mechanics) and EfficientNet-Lite0."""
+    """ResNet18 with seeded random weights (the mechanics), EfficientNet-Lite0, and a
+    stand-in with almost no computation, which isolates the attack loops' own cost."""
     torch.manual_seed(0)
     weights = Path(folder) / "resnet18_random.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     yield "resnet18 (random)", load_model("resnet18", weights, device)
     yield "efficientnet_lite0", load_model("efficientnet_lite0", None, device)
+    # Almost no network: what is left is each method's own per-step bookkeeping.
+    tiny = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000))
+    yield "no network (overhead)", Classifier(tiny, (0.5,) * 3, (0.25,) * 3, "tiny").to(device)
 
 
 def main():
@@ -148,7 +153,7 @@ def main():
         f"torchattacks {torchattacks.__version__}; {args.steps} steps, median of {args.repeats}"
     )
     header = (
-        "model                batch  floor ms  project ms  torchattacks ms  "
+        "model                 batch  floor ms  project ms  torchattacks ms  "
         "project/floor  project/torchattacks  peak MiB (floor/project/torchattacks)"
     )
     print(header)
@@ -161,7 +166,7 @@ def main():
                 runs = measure(methods, model, x, labels, args.steps, args.repeats, device)
                 (f_ms, f_mem), (p_ms, p_mem), (t_ms, t_mem) = runs
                 print(
-                    f"{name:<20} {size:>5}  {f_ms:8.1f}  {p_ms:10.1f}  {t_ms:15.1f}  "
+                    f"{name:<21} {size:>5}  {f_ms:8.1f}  {p_ms:10.1f}  {t_ms:15.1f}  "
                     f"{p_ms / f_ms:13.2f}  {p_ms / t_ms:20.2f}  "
                     f"{f_mem:.0f} / {p_mem:.0f} / {t_mem:.0f}"
                 )

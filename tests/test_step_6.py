@@ -114,7 +114,7 @@ def test_bad_arguments_are_one_line_errors_and_write_nothing(corgi, tmp_path, ar
 def test_output_may_not_overwrite_the_input(naive):
     before = naive.read_bytes()
     result = run_script(STEP_6, naive, *LITE0, "--defense", "median", "--output", naive)
-    assert_clean_error(result, "is an input image")
+    assert_clean_error(result, "is an input and would be overwritten")
     assert naive.read_bytes() == before
 
 

@@ -65,6 +65,16 @@ def check_writable_dir(directory):
         raise UserError(f"cannot write to folder {directory}: {err.strerror or err}") from None
 
 
+def check_not_input(output, inputs):
+    """Outputs never overwrite inputs: fail before any work if `output` is one of them."""
+    output = Path(output).resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == output:
+            raise UserError(
+                f"{source}: is an input and would be overwritten; choose another output"
+            )
+
+
 def write_atomically(path, write):
     """Call write(tmp_path), then move the finished file into place: no partial outputs."""
     path = Path(path)
