@@ -73,10 +73,10 @@ def _first_available(weights, device):
     """ResNet18 as in the tutorial when its weights can be had, else the offline model."""
     try:
         model = load_model("resnet18", weights, device)
-    except UserError as err:
+    except UserError:
         if weights:
             raise
-        print(f"Model: efficientnet_lite0 (offline fallback: {err})", file=sys.stderr)
+        print("Model: efficientnet_lite0 (ResNet18 weights unavailable: offline?)", file=sys.stderr)
         return load_model("efficientnet_lite0", None, device)
     print("Model: resnet18", file=sys.stderr)
     return model
