@@ -17,6 +17,7 @@ from utils.cli import (
     add_model_arguments,
     check_not_input,
     check_writable_dir,
+    jpeg_quality,
     list_of,
     run,
     write_atomically,
@@ -34,7 +35,9 @@ def main():
     parser.add_argument("image", type=Path, help="the adversarial image, any format Pillow reads")
     parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg")
     parser.add_argument(
-        "--quality", type=int, help="JPEG quality, 1..100 (default: 75, as in the tutorial)"
+        "--quality",
+        type=jpeg_quality,
+        help="JPEG quality, 1..100 (default: 75, as in the tutorial)",
     )
     parser.add_argument("--bits", type=int, help="bits per channel, 1..8 (default: 5)")
     parser.add_argument("--size", type=int, help="median filter size, odd (default: 3)")
@@ -42,7 +45,9 @@ def main():
         "--sweep", action="store_true", help="try many strengths: print a table, plot it"
     )
     parser.add_argument(
-        "--qualities", type=list_of(int), help="JPEG qualities to sweep (default: 10,20,...,100)"
+        "--qualities",
+        type=list_of(jpeg_quality),
+        help="JPEG qualities to sweep (default: 10,20,...,100)",
     )
     parser.add_argument(
         "--original", type=Path, help="the clean image: what does the defense cost?"

@@ -8,7 +8,6 @@ and PGD. With --semi-supervised K, virtual adversarial training (Miyato et al. 2
 K labels per class plus the unlabelled rest is compared with training on the K labels.
 """
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from utils.cli import (
     ArgumentParser,
     UserError,
     check_writable_dir,
+    int_in,
     list_of,
     pixel_amount,
     positive_int,
@@ -55,7 +55,7 @@ def parse_args():
         help=f"attack to train on (default fgsm; pgd: {TRAIN_PGD_STEPS} steps, about 2.5x slower)",
     )
     parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="split, weights, batches (default 0)"
+        "--seed", type=int_in(0, 2**32 - 1), default=0, help="split, weights, batches (default 0)"
     )
     parser.add_argument(
         "--eval-epsilons",
@@ -74,17 +74,6 @@ def parse_args():
         help="instead: keep K labels per digit; VAT (FGSM at --epsilon) vs plain training",
     )
     return parser.parse_args()
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0 (what scikit-learn accepts as a random state)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in 0..2**32-1, got {value}")
-    return value
 
 
 def load_data(seed):

@@ -129,7 +129,7 @@ def test_random_resnet18_weights_run_end_to_end(corgi, random_resnet18, tmp_path
         (["--steps", "0"], "--steps"),
         (["--lr", "0"], "--lr"),
         (["--lr", "-1"], "--lr"),
-        (["--through-jpeg", "0"], "JPEG quality must be from 1 to 100"),
+        (["--through-jpeg", "0"], "must be from 1 to 100, got 0"),
         (["--through-jpeg", "75,abc"], "--through-jpeg"),
     ],
 )

@@ -96,9 +96,9 @@ def test_median_sweep_uses_sizes_3_5_7(naive, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--quality", "0"], "JPEG quality must be from 1 to 100, got 0"),
-        (["--quality", "101"], "JPEG quality must be from 1 to 100, got 101"),
-        (["--quality", "abc"], "--quality: invalid int value: 'abc'"),
+        (["--quality", "0"], "--quality: must be from 1 to 100, got 0"),
+        (["--quality", "101"], "--quality: must be from 1 to 100, got 101"),
+        (["--quality", "abc"], "--quality: 'abc' is not an integer"),
         (["--sweep", "--qualities", "50,abc"], "--qualities"),
         (["--defense", "median", "--size", "4"], "median filter size must be odd"),
         (["--bits", "4"], "--bits is for --defense bits"),

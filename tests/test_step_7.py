@@ -139,7 +139,7 @@ def test_cli_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
         (["--eval-epsilons", "0.1,x"], "--eval-epsilons: '0.1,x': 'x' is not a number"),
         (["--eval-epsilons", "0.1,,0.2"], "--eval-epsilons"),
         (["--eval-epsilons", "0.1,2"], "--eval-epsilons: '0.1,2': must be in (0, 1]"),
-        (["--seed", "-1"], "--seed: must be in 0..2**32-1"),
+        (["--seed", "-1"], "--seed: must be from 0 to 4294967295"),
         (["--method", "sgd"], "--method: invalid choice"),
         (["--semi-supervised", "0"], "--semi-supervised: must be at least 1"),
         (["--semi-supervised", "500"], "--semi-supervised 500: must leave some digits unlabelled"),

@@ -94,15 +94,24 @@ def write_atomically(path, write):
             os.remove(tmp)
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_in(low, high=None):
+    """argparse type: an integer from low to high (no upper limit if high is None)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            allowed = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_in(1)
+jpeg_quality = int_in(1, 100)
 
 
 def positive_float(text):
@@ -124,17 +133,6 @@ def pixel_amount(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2/255 or 0.008") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1] (pixel units), got {text}")
-    return value
-
-
-def jpeg_quality(text):
-    """argparse type: a JPEG quality, an integer from 1 to 100."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"JPEG quality must be from 1 to 100, got {value}")
     return value
 
 
