@@ -160,7 +160,7 @@ class PGD(Attack):
     """Projected gradient descent (Madry et al. 2018): signed steps, optional random start."""
 
     def __init__(
-        self, model, epsilon, steps=30, step_size=None, random_start=True, seed=0, **kwargs
+        self, model, epsilon, steps=30, step_size=None, random_start=True, seed=None, **kwargs
     ):
         super().__init__(model, epsilon, steps, **kwargs)
         self.step_size = epsilon / 4 if step_size is None else step_size
@@ -170,7 +170,10 @@ class PGD(Attack):
     def init_delta(self, x):
         if not self.random_start:
             return torch.zeros_like(x)
-        # The same start for an image whatever batch it is in: batched runs match single ones.
+        if self.seed is None:  # torch's global generator: a new start for every image
+            return torch.empty_like(x).uniform_(-self.epsilon, self.epsilon)
+        # Seeded: the same start for an image whatever batch it is in, so batched runs
+        # match one-at-a-time runs.
         generator = torch.Generator().manual_seed(self.seed)
         noise = torch.empty(x.shape[1:]).uniform_(-self.epsilon, self.epsilon, generator=generator)
         return noise.to(x.device).expand_as(x).clone()
