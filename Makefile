@@ -18,12 +18,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# MODEL=auto is settled once (one download attempt), then every step uses that model.
 demo: $(VENV)/.installed
 	$(PY) step_1_sample_image.py --output $(IMAGE)
-	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $(MODEL)
-	$(PY) step_5_perturb.py $(IMAGE) --model $(MODEL)
-	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $(MODEL)
-	$(PY) step_6_defense.py outputs/adversarial.png --model $(MODEL)
+	@set -e; \
+	model=$$($(PY) -m utils.models $(MODEL)); \
+	set -x; \
+	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $$model; \
+	$(PY) step_5_perturb.py $(IMAGE) --model $$model; \
+	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $$model; \
+	$(PY) step_6_defense.py outputs/adversarial.png --model $$model
 	$(PY) step_7_adversarial_training.py
 	@echo "Done: compare the pictures in outputs/ (start with outputs/comparison.png)."
 

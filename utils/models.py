@@ -4,6 +4,7 @@ The normalisation (x - mean) / std belongs to the model, so attacks, clamping an
 epsilon all live in pixel space, and the exact inverse is one multiply-add away.
 """
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -89,8 +90,11 @@ def _resnet18(weights_file):
         net = torchvision.models.resnet18(weights=None)
         _load_state_dict(net, weights_file, "resnet18")
     else:
-        try:  # torchvision's weights API: downloads once into $TORCH_HOME, then reads the cache
-            net = torchvision.models.resnet18(weights=pretrained)
+        # torchvision's weights API: downloads once into $TORCH_HOME, then reads the cache.
+        # Its "Downloading: ..." notice goes to stderr, so stdout starts with the results.
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                net = torchvision.models.resnet18(weights=pretrained)
         except OSError as err:
             raise UserError(
                 f"cannot download the ResNet18 weights ({getattr(err, 'reason', err)}): "
@@ -143,3 +147,10 @@ def _load_state_dict(net, path, model_name):
 def predict(model, x):
     """Class probabilities, shape (N, 1000), for pixels x in [0, 1] (no autograd graph)."""
     return model(x.to(model.mean.device)).softmax(dim=1).cpu()
+
+
+if __name__ == "__main__":
+    # `python -m utils.models auto` prints the model that `auto` settles on (for make demo).
+    from utils.cli import run
+
+    run(lambda: print(load_model(sys.argv[1] if len(sys.argv) > 1 else "auto").name))
