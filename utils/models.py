@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from utils.cli import UserError
 
@@ -67,7 +68,54 @@ def load_model(name="resnet18", weights=None, device="cpu"):
         raise UserError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     # Attacks need gradients with respect to the input only, never the weights.
     classifier.requires_grad_(False)
-    return classifier.eval().to(device)
+    return _prepare(classifier.eval(), device)
+
+
+def _prepare(classifier, device):
+    """The same function, cheaper to run forward and backward (about 1.5-2x on a CPU).
+
+    Frozen, a BatchNorm is a fixed per-channel affine map, so it folds into the weights
+    of the convolution before it: two passes over each activation fewer. On the CPU,
+    channels-last (NHWC) weights make every convolution run in oneDNN's faster layout.
+    """
+    classifier.net = _fold_batch_norm(classifier.net)
+    if device == "cpu":  # measured there (see bench/); on a GPU the layout stays as it is
+        classifier.to(memory_format=torch.channels_last)
+    return classifier.to(device)
+
+
+class _ConvolutionsAsLeaves(fx.Tracer):
+    """Keep every Conv2d (subclasses too, e.g. EfficientNet's same-padding one) as one node."""
+
+    def is_leaf_module(self, module, qualified_name):
+        return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualified_name)
+
+
+def _fold_batch_norm(net):
+    """Fold each eval-mode BatchNorm2d into the Conv2d that alone feeds it (traced, so it
+    follows the data flow, not the order the modules were declared in)."""
+    graph = _ConvolutionsAsLeaves().trace(net)
+    folded = fx.GraphModule(net, graph)
+    modules = dict(folded.named_modules())
+    for node in list(graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        source = node.args[0]
+        if not (
+            source.op == "call_module"
+            and isinstance(modules[source.target], nn.Conv2d)
+            and len(source.users) == 1
+        ):
+            continue
+        conv = modules[source.target]
+        fused = fuse_conv_bn_eval(conv, modules[node.target])
+        # New weight and bias on the same module, so its own forward (padding) still runs.
+        conv.weight, conv.bias = fused.weight, fused.bias
+        node.replace_all_uses_with(source)
+        graph.erase_node(node)
+    folded.delete_all_unused_submodules()
+    folded.recompile()
+    return folded
 
 
 def _first_available(weights, device):
