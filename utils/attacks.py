@@ -95,13 +95,15 @@ class Attack:
         best_probability = torch.zeros(n, device=device)
 
         for step in range(self.steps + 1):
-            x_saved = straight_through(x + delta, quantize)
-            views = self.views(x_saved)
-            batch = views[0] if len(views) == 1 else torch.cat(views)
-            logits = self.model(batch).view(len(views), n, -1)
-            losses = torch.stack([F.cross_entropy(z, labels, reduction="none") for z in logits])
-            cross_entropy = losses.mean(0)  # (n,), averaged over the views
-            loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
+            # The forward after the last step only checks the result: it needs no graph.
+            with torch.set_grad_enabled(step < self.steps):
+                x_saved = straight_through(x + delta, quantize)
+                views = self.views(x_saved)
+                batch = views[0] if len(views) == 1 else torch.cat(views)
+                logits = self.model(batch).view(len(views), n, -1)
+                losses = [F.cross_entropy(z, labels, reduction="none") for z in logits]
+                cross_entropy = torch.stack(losses).mean(0)  # (n,), averaged over the views
+                loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
 
             with torch.no_grad():
                 p = logits.softmax(-1)  # (views, n, classes)
