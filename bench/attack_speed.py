@@ -1,17 +1,21 @@
 """What one attack step costs: the floor, this project's PGD, and torchattacks' PGD.
 
-Same model, same input batch, same epsilon, step size and number of steps for all three:
+Same weights, input batch, epsilon, step size and number of steps for all of them:
 - floor: a bare PyTorch loop, forward + gradient with respect to the input only;
 - project: utils.attacks.PGD, the code step 5 runs, with early stopping off;
-- torchattacks: torchattacks.PGD (a benchmark-only dependency: requirements-bench.txt).
+- torchattacks: torchattacks.PGD (a benchmark-only dependency: requirements-bench.txt);
+the three on the model as load_model prepares it (BatchNorm folded, channels-last on
+the CPU), which isolates the attack loops; and torchattacks once more on the network
+as torchvision builds it, which is how it is usually run.
 Prints the median milliseconds per step over repeats, the ratios, and the peak memory
 each method adds. Then, with early stopping on, how many steps step 5's default attack
 needs to turn the test photos into goldfish. Not part of the test suite.
 
-    python bench/attack_speed.py [--steps 20] [--repeats 9] [--batch-sizes 1,8]
+    python bench/attack_speed.py [--steps 20] [--repeats 7] [--batch-sizes 1,8]
 """
 
 import argparse
+import functools
 import platform
 import statistics
 import sys
@@ -93,54 +97,63 @@ def _status_kb(field):
         return int(next(line for line in status if line.startswith(field)).split()[1])
 
 
-def timed(method, model, x, labels, steps, device):
+def timed(attack, x, labels, steps, device):
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    method(model, x, labels, steps)
+    attack(x, labels, steps)
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - started) * 1000 / steps
 
 
-def measure(methods, model, x, labels, steps, repeats, device):
-    """Per method: median ms per step and peak MiB added.
+def measure(attacks, x, labels, steps, repeats, device):
+    """Per attack (a method bound to its model): median ms per step and peak MiB added.
 
-    The methods take turns within each repeat, in rotating order, so that a slow moment
+    The attacks take turns within each repeat, in rotating order, so that a slow moment
     of the machine is shared among them instead of landing on one.
     """
-    times = {method: [] for method in methods}
-    for method in methods:
-        method(model, x, labels, steps)  # warm-up
+    times = [[] for _ in attacks]
+    for attack in attacks:
+        attack(x, labels, steps)  # warm-up
     for repeat in range(repeats):
-        order = methods[repeat % len(methods) :] + methods[: repeat % len(methods)]
-        for method in order:
-            times[method].append(timed(method, model, x, labels, steps, device))
-    memory = {}
-    for method in methods:
+        shift = repeat % len(attacks)
+        for i in list(range(shift, len(attacks))) + list(range(shift)):
+            times[i].append(timed(attacks[i], x, labels, steps, device))
+    memory = []
+    for attack in attacks:
         baseline = peak_memory_reset(device)
-        method(model, x, labels, steps)
-        memory[method] = (peak_memory(device) - baseline) / 2**20
-    return [(statistics.median(times[method]), memory[method]) for method in methods]
+        attack(x, labels, steps)
+        memory.append((peak_memory(device) - baseline) / 2**20)
+    return [statistics.median(t) for t in times], memory
 
 
 def models(device, folder):
-    """ResNet18 with seeded random weights (the mechanics), EfficientNet-Lite0, and a
+    """(name, model as load_model prepares it, the network as built, unprepared):
+    ResNet18 with seeded random weights (the mechanics), EfficientNet-Lite0, and a
     stand-in with almost no computation, which isolates the attack loops' own cost."""
     torch.manual_seed(0)
     weights = Path(folder) / "resnet18_random.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-    yield "resnet18 (random)", load_model("resnet18", weights, device)
-    yield "efficientnet_lite0", load_model("efficientnet_lite0", None, device)
+    for name, label, weights_file in (
+        ("resnet18", "resnet18 (random)", weights),
+        ("efficientnet_lite0", "efficientnet_lite0", None),
+    ):
+        yield (
+            label,
+            load_model(name, weights_file, device),
+            load_model(name, weights_file, device, prepare=False),
+        )
     # Almost no network: what is left is each method's own per-step bookkeeping.
     tiny = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000))
-    yield "no network (overhead)", Classifier(tiny, (0.5,) * 3, (0.25,) * 3, "tiny").to(device)
+    tiny = Classifier(tiny, (0.5,) * 3, (0.25,) * 3, "tiny").to(device)
+    yield "no network (overhead)", tiny, tiny
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args()
@@ -152,24 +165,34 @@ def main():
         f"# {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"torchattacks {torchattacks.__version__}; {args.steps} steps, median of {args.repeats}"
     )
-    header = (
-        "model                 batch  floor ms  project ms  torchattacks ms  "
-        "project/floor  project/torchattacks  peak MiB (floor/project/torchattacks)"
+    print(
+        "# ms per step. floor, project, torchattacks: the model as load_model prepares it;"
+        " as built: torchattacks on the network as torchvision builds it.\n"
+        "# peak MiB added: floor / project / torchattacks / as built"
     )
-    print(header)
+    titles = ("model", "batch", "floor", "project", "torchattacks", "as built")
+    titles += ("project/floor", "project/torchattacks", "project/as built", "peak MiB")
+    widths = (21, *map(len, titles[1:]))
+    print("  ".join(title.ljust(width) for title, width in zip(titles, widths, strict=True)))
     with tempfile.TemporaryDirectory() as folder:
-        for name, model in models(device, folder):
+        for name, model, unprepared in models(device, folder):
             for size in batch_sizes:
                 x = sample_batch(size).to(device)
                 labels = torch.full((size,), GOLDFISH, device=device)
-                methods = [floor, project, reference]
-                runs = measure(methods, model, x, labels, args.steps, args.repeats, device)
-                (f_ms, f_mem), (p_ms, p_mem), (t_ms, t_mem) = runs
-                print(
-                    f"{name:<21} {size:>5}  {f_ms:8.1f}  {p_ms:10.1f}  {t_ms:15.1f}  "
-                    f"{p_ms / f_ms:13.2f}  {p_ms / t_ms:20.2f}  "
-                    f"{f_mem:.0f} / {p_mem:.0f} / {t_mem:.0f}"
+                attacks = [
+                    functools.partial(floor, model),
+                    functools.partial(project, model),
+                    functools.partial(reference, model),
+                    functools.partial(reference, unprepared),
+                ]
+                ms, mib = measure(attacks, x, labels, args.steps, args.repeats, device)
+                floor_ms, project_ms, reference_ms, unprepared_ms = ms
+                cells = (name, size, *(f"{m:.1f}" for m in ms))
+                cells += tuple(
+                    f"{project_ms / m:.2f}" for m in (floor_ms, reference_ms, unprepared_ms)
                 )
+                cells += (" / ".join(f"{max(m, 0):.0f}" for m in mib),)
+                print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
 
     print("\n# step 5's default attack (tutorial SGD, 2/255, budget 30), early stopping on:")
     model = load_model("efficientnet_lite0", None, device)

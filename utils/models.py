@@ -52,10 +52,11 @@ def pick_device(name="auto"):
 
 
 @functools.cache
-def load_model(name="resnet18", weights=None, device="cpu"):
+def load_model(name="resnet18", weights=None, device="cpu", prepare=True):
     """Build `name` with pretrained (or `weights`) parameters, frozen and in eval mode.
 
-    Cached, so a script that classifies many times loads the model once.
+    Cached, so a script that classifies many times loads the model once. prepare=False
+    leaves the network as torchvision (or its package) builds it, for comparisons.
     """
     weights = Path(weights) if weights else None
     if name == "auto":
@@ -68,7 +69,7 @@ def load_model(name="resnet18", weights=None, device="cpu"):
         raise UserError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     # Attacks need gradients with respect to the input only, never the weights.
     classifier.requires_grad_(False)
-    return _prepare(classifier.eval(), device)
+    return _prepare(classifier.eval(), device) if prepare else classifier.eval().to(device)
 
 
 def _prepare(classifier, device):
