@@ -7,9 +7,10 @@ Same weights, input batch, epsilon, step size and number of steps for all of the
 the three on the model as load_model prepares it (BatchNorm folded, channels-last on
 the CPU), which isolates the attack loops; and torchattacks once more on the network
 as torchvision builds it, which is how it is usually run.
-Prints the median milliseconds per step over repeats, the ratios, and the peak memory
-each method adds. Then, with early stopping on, how many steps step 5's default attack
-needs to turn the test photos into goldfish. Not part of the test suite.
+Prints the median milliseconds per step over repeats, the project's time over each
+other's (the median of the ratios within each repeat), and the peak memory each adds.
+Then, with early stopping on, how many steps step 5's default attack needs to turn the
+test photos into goldfish. Not part of the test suite.
 
     python bench/attack_speed.py [--steps 20] [--repeats 7] [--batch-sizes 1,8]
 """
@@ -108,7 +109,7 @@ def timed(attack, x, labels, steps, device):
 
 
 def measure(attacks, x, labels, steps, repeats, device):
-    """Per attack (a method bound to its model): median ms per step and peak MiB added.
+    """Per attack (a method bound to its model): ms per step in each repeat, peak MiB added.
 
     The attacks take turns within each repeat, in rotating order, so that a slow moment
     of the machine is shared among them instead of landing on one.
@@ -125,7 +126,13 @@ def measure(attacks, x, labels, steps, repeats, device):
         baseline = peak_memory_reset(device)
         attack(x, labels, steps)
         memory.append((peak_memory(device) - baseline) / 2**20)
-    return [statistics.median(t) for t in times], memory
+    return times, memory
+
+
+def paired_ratio(times, others):
+    """Median over repeats of the ratio within each repeat, where the two ran seconds
+    apart: steadier than a ratio of medians when the machine's speed drifts."""
+    return statistics.median(t / o for t, o in zip(times, others, strict=True))
 
 
 def models(device, folder):
@@ -185,12 +192,9 @@ def main():
                     functools.partial(reference, model),
                     functools.partial(reference, unprepared),
                 ]
-                ms, mib = measure(attacks, x, labels, args.steps, args.repeats, device)
-                floor_ms, project_ms, reference_ms, unprepared_ms = ms
-                cells = (name, size, *(f"{m:.1f}" for m in ms))
-                cells += tuple(
-                    f"{project_ms / m:.2f}" for m in (floor_ms, reference_ms, unprepared_ms)
-                )
+                times, mib = measure(attacks, x, labels, args.steps, args.repeats, device)
+                cells = (name, size, *(f"{statistics.median(t):.1f}" for t in times))
+                cells += tuple(f"{paired_ratio(times[1], t):.2f}" for t in times[:1] + times[2:])
                 cells += (" / ".join(f"{max(m, 0):.0f}" for m in mib),)
                 print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
 

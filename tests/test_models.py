@@ -115,6 +115,9 @@ def test_efficientnet_lite0_with_folded_batch_norm_computes_the_same_function():
     net.load_state_dict(torch.load(weights, weights_only=True))
     reference = Classifier(net.eval(), LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
     assert_same_function(load_model("efficientnet_lite0"), reference)
+    # prepare=False (for the benchmark) leaves the network as its package builds it
+    unprepared = load_model("efficientnet_lite0", prepare=False)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in unprepared.modules())
 
 
 def test_unknown_model_is_a_user_error():

@@ -60,7 +60,7 @@ def load_model(name="resnet18", weights=None, device="cpu", prepare=True):
     """
     weights = Path(weights) if weights else None
     if name == "auto":
-        return _first_available(weights, device)
+        return _first_available(weights, device, prepare)
     if name == "resnet18":
         classifier = _resnet18(weights)
     elif name == "efficientnet_lite0":
@@ -119,15 +119,15 @@ def _fold_batch_norm(net):
     return folded
 
 
-def _first_available(weights, device):
+def _first_available(weights, device, prepare):
     """ResNet18 as in the tutorial when its weights can be had, else the offline model."""
     try:
-        model = load_model("resnet18", weights, device)
+        model = load_model("resnet18", weights, device, prepare)
     except UserError:
         if weights:
             raise
         print("Model: efficientnet_lite0 (ResNet18 weights unavailable: offline?)", file=sys.stderr)
-        return load_model("efficientnet_lite0", None, device)
+        return load_model("efficientnet_lite0", None, device, prepare)
     print("Model: resnet18", file=sys.stderr)
     return model
 
