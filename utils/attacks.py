@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 def quantize(x):
     """Nearest 8-bit level: what saving as PNG (with rounding, not truncation) keeps."""
-    return torch.round(x * 255) / 255
+    return (x * 255).round_().div_(255)  # in place on the one new tensor: fewer allocations
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -76,8 +76,7 @@ class Attack:
 
     def project(self, x, delta):
         """Back into the epsilon ball, and keep x + delta a valid image."""
-        delta = delta.clamp(-self.epsilon, self.epsilon)
-        return (x + delta).clamp(0, 1) - x
+        return (x + delta.clamp(-self.epsilon, self.epsilon)).clamp_(0, 1).sub_(x)
 
     def views(self, x_saved):
         return [x_saved, *(straight_through(x_saved, defense) for defense in self.defenses)]
@@ -181,7 +180,7 @@ class PGD(Attack):
         return noise.to(x.device).expand_as(x).clone()
 
     def update(self, delta, grad):
-        return delta - self.step_size * grad.sign()
+        return delta - grad.sign_().mul_(self.step_size)  # grad is ours to overwrite
 
 
 class FGSM(PGD):
