@@ -73,11 +73,13 @@ def load_model(name="resnet18", weights=None, device="cpu", prepare=True):
 
 
 def _prepare(classifier, device):
-    """The same function, cheaper to run forward and backward (about 1.5-2x on a CPU).
+    """The same function, cheaper to run forward and backward (1.2 to 2.4x per attack
+    step on a CPU: see bench/attack_speed.py).
 
     Frozen, a BatchNorm is a fixed per-channel affine map, so it folds into the weights
-    of the convolution before it: two passes over each activation fewer. On the CPU,
-    channels-last (NHWC) weights make every convolution run in oneDNN's faster layout.
+    of the convolution before it: one pass over each activation fewer, forward and
+    backward. On the CPU, channels-last (NHWC) weights make every convolution run in
+    oneDNN's faster layout.
     """
     classifier.net = _fold_batch_norm(classifier.net)
     if device == "cpu":  # measured there (see bench/); on a GPU the layout stays as it is
