@@ -108,11 +108,17 @@ def build_model(mean=0.0, std=1.0):
     return Classifier(net, mean=(mean,), std=(std,), name="digits_cnn")
 
 
-def make_attack(method, model, epsilon, pgd_steps, early_stop=True):
-    """Untargeted: labels are the classes to move away from."""
+def make_attack(method, model, epsilon, pgd_steps, training=False):
+    """Untargeted: labels are the classes to move away from.
+
+    For training, every step for every digit, as Goodfellow et al. and Madry et al. do
+    (stopping a digit at its first mistake would give examples barely across the
+    boundary), and no verdict on the result: the training step classifies it anyway.
+    """
+    options = dict(targeted=False, early_stop=not training, verify=not training)
     if method == "fgsm":
-        return FGSM(model, epsilon, targeted=False, early_stop=early_stop)
-    return PGD(model, epsilon, steps=pgd_steps, targeted=False, early_stop=early_stop)
+        return FGSM(model, epsilon, **options)
+    return PGD(model, epsilon, steps=pgd_steps, **options)
 
 
 def train(model, batch_loss, n, epochs, seed, name):
@@ -141,9 +147,7 @@ def adversarial_loss(x, y, method, epsilon):
     """
 
     def loss(model, batch):
-        # Every step for every digit, as Goodfellow et al. and Madry et al.: stopping a digit
-        # at its first misclassification would give examples barely across the boundary.
-        attack = make_attack(method, model, epsilon, TRAIN_PGD_STEPS, early_stop=False)
+        attack = make_attack(method, model, epsilon, TRAIN_PGD_STEPS, training=True)
         x_adversarial = attack(x[batch], y[batch]).adversarial
         # One forward pass over clean and adversarial digits; the mean of the two halves'
         # cross-entropies is 0.5 * clean + 0.5 * adversarial.
@@ -187,8 +191,8 @@ def smoothness_loss(model, x, epsilon):
     FGSM finds it in the L-inf ball, pushing away from the model's own predicted class."""
     with torch.no_grad():  # the prediction at x is the target, held fixed (their theta-hat)
         log_p = model(x).log_softmax(1)
-    x_adversarial = FGSM(model, epsilon, targeted=False)(x, log_p.argmax(1)).adversarial
-    log_q = model(x_adversarial).log_softmax(1)
+    nearby = make_attack("fgsm", model, epsilon, None, training=True)(x, log_p.argmax(1))
+    log_q = model(nearby.adversarial).log_softmax(1)
     return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
 
 
@@ -203,8 +207,9 @@ def evaluate(model, x, y, epsilons, name):
     results = {"FGSM": [clean], "PGD": [clean]}
     for epsilon in tqdm(epsilons, desc=f"attacking {name}", unit="epsilon"):
         for attack in results:
-            x_adversarial = make_attack(attack.lower(), model, epsilon, EVAL_PGD_STEPS)(x, y)
-            results[attack].append(accuracy(model, x_adversarial.adversarial, y))
+            result = make_attack(attack.lower(), model, epsilon, EVAL_PGD_STEPS)(x, y)
+            # The attack has classified each digit as attacked: accurate = not fooled.
+            results[attack].append(1 - result.success.float().mean().item())
     return results
 
 

@@ -86,6 +86,12 @@ def test_without_early_stop_every_digit_takes_the_step(data):
     moved = (full.adversarial - x_test).flatten(1).abs().amax(1)
     assert moved.min() > 0 and moved.max() <= EPSILON + 1 / 510  # bound, then 8-bit rounding
     assert torch.equal(full.success, model(full.adversarial).argmax(1) != y_test)
+    # Training skips the verdict (it classifies the result itself): same images, no verdict.
+    unverified = FGSM(model, EPSILON, targeted=False, early_stop=False, verify=False)
+    training = unverified(x_test, y_test)
+    assert torch.equal(training.adversarial, full.adversarial) and training.success is None
+    with pytest.raises(ValueError, match="verify"):
+        FGSM(model, EPSILON, early_stop=True, verify=False)
 
 
 def test_vat_beats_training_on_the_labels_alone(data):

@@ -44,6 +44,7 @@ class AttackResult:
     steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
     probabilities: torch.Tensor  # (N, classes) for the adversarial image as saved
     best_probability: torch.Tensor  # (N,) highest probability of `labels` reached on the way
+    # success, probabilities and best_probability are None when the attack ran with verify=False
 
 
 class Attack:
@@ -55,11 +56,23 @@ class Attack:
     (cross-entropy to `labels`: falls when targeted, rises when untargeted).
     early_stop: stop once every image is fooled (the steps taken are in the result); off,
     every image takes every step and the result is the last iterate (as in PGD training).
+    verify: classify the last iterate (one more forward pass) to report success; training,
+    which classifies the result itself, turns it off (only with early_stop off).
     """
 
     def __init__(
-        self, model, epsilon, steps, targeted=True, defenses=(), on_step=None, early_stop=True
+        self,
+        model,
+        epsilon,
+        steps,
+        targeted=True,
+        defenses=(),
+        on_step=None,
+        early_stop=True,
+        verify=True,
     ):
+        if early_stop and not verify:
+            raise ValueError("early stopping needs verify=True: it stops on the verdict")
         self.model = model
         self.epsilon = epsilon
         self.steps = steps
@@ -67,6 +80,7 @@ class Attack:
         self.defenses = tuple(defenses)
         self.on_step = on_step
         self.early_stop = early_stop  # off: always spend the whole budget (benchmarks, training)
+        self.verify = verify
 
     def init_delta(self, x):
         return torch.zeros_like(x)
@@ -94,6 +108,8 @@ class Attack:
         best_probability = torch.zeros(n, device=device)
 
         for step in range(self.steps + 1):
+            if step == self.steps and not self.verify:
+                return AttackResult(quantize(x + delta.detach()), None, steps, None, None)
             # The forward after the last step only checks the result: it needs no graph.
             with torch.set_grad_enabled(step < self.steps):
                 x_saved = straight_through(x + delta, quantize)
