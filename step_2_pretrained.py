@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from utils.cli import ArgumentParser, UserError, add_model_arguments, positive_int, run
-from utils.images import image_batches, list_images, load_image_tensor
+from utils.images import image_batches, list_images, load_image_tensor, one_file_given
 from utils.labels import label
 from utils.models import load_model, pick_device, predict
 
@@ -20,20 +20,28 @@ def main():
     args = parser.parse_args()
 
     paths = list_images(args.images)
-    if len(paths) == 1 and not args.images[0].is_dir():
-        x = load_image_tensor(paths[0])
-        model = load_model(args.model, args.weights, pick_device(args.device))
-        probabilities = predict(model, x)[0]
-        print(f"Prediction: {label(probabilities.argmax())}")
-        if args.topk:
-            top = probabilities.topk(min(args.topk, len(probabilities)))
-            for probability, index in zip(top.values, top.indices, strict=True):
-                print(f"{probability:8.2%}  {label(index)}")
-        return
-
+    one_image = one_file_given(args.images)
+    x = load_image_tensor(paths[0]) if one_image else None  # a bad file fails before the model
     model = load_model(args.model, args.weights, pick_device(args.device))
+    if one_image:
+        classify_one(model, x, args.topk)
+    else:
+        classify_many(model, paths, args.batch_size)
+
+
+def classify_one(model, x, topk):
+    probabilities = predict(model, x)[0]
+    print(f"Prediction: {label(probabilities.argmax())}")
+    if topk:
+        top = probabilities.topk(min(topk, len(probabilities)))
+        for probability, index in zip(top.values, top.indices, strict=True):
+            print(f"{probability:8.2%}  {label(index)}")
+
+
+def classify_many(model, paths, batch_size):
+    """In batches, with a progress bar; one line per image, unreadable files reported."""
     rows, unreadable = [], 0
-    for images, errors in image_batches(paths, args.batch_size, "classifying"):
+    for images, errors in image_batches(paths, batch_size, "classifying"):
         unreadable += len(errors)
         if images:
             probabilities = predict(model, torch.cat(list(images.values())))

@@ -30,8 +30,14 @@ from utils.cli import (
 )
 from utils.defenses import jpeg
 from utils.figures import amplified_difference, save_comparison
-from utils.images import image_batches, list_images, load_image_tensor, save_image
-from utils.labels import class_index, label
+from utils.images import (
+    image_batches,
+    list_images,
+    load_image_tensor,
+    one_file_given,
+    save_image,
+)
+from utils.labels import class_index, label, short_label
 from utils.models import load_model, pick_device, predict
 from utils.perturbations import save_perturbation
 from utils.timing import Timer
@@ -90,7 +96,7 @@ def make_attack(args, model, on_step):
 
 def short(index, probabilities):
     """'goldfish 43%': the first name of a label and its probability, for captions."""
-    return f"{label(index).split(',')[0]} {probabilities[index]:.0%}"
+    return f"{short_label(index)} {probabilities[index]:.0%}"
 
 
 OUTPUTS = ("adversarial.png", "adversarial_r.npy", "comparison.png")
@@ -246,7 +252,7 @@ def main():
     paths = list_images(args.images)
     target = None if args.untargeted else class_index(args.target)
     check_writable_dir(args.output_dir)
-    one_image = len(paths) == 1 and not args.images[0].is_dir()
+    one_image = one_file_given(args.images)
     for path in paths:
         prefix = "" if one_image else f"{path.stem}_"
         for name in OUTPUTS:

@@ -24,7 +24,7 @@ from utils.cli import (
 )
 from utils.defenses import DEFENSES
 from utils.images import load_image_tensor
-from utils.labels import label
+from utils.labels import label, short_label
 from utils.models import load_model, predict
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -126,10 +126,6 @@ def check_output(path, defense, sweep, inputs):
 def top(probabilities):
     index = probabilities.argmax()
     return f"{label(index)} ({probabilities[index]:.2f})"
-
-
-def short_label(index):
-    return label(index).split(",")[0]
 
 
 def print_table(rows):

@@ -118,6 +118,12 @@ def list_images(paths):
     return files
 
 
+def one_file_given(inputs):
+    """True when the command line names a single file (not a folder): steps 2 and 5 then
+    print the tutorial's one-image output instead of a table."""
+    return len(inputs) == 1 and not Path(inputs[0]).is_dir()
+
+
 def image_batches(paths, batch_size, description):
     """Yield ({path: crop}, {path: error}) per batch of paths, with a progress bar.
 

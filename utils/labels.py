@@ -25,6 +25,11 @@ def label(index):
     return labels()[int(index)]
 
 
+def short_label(index):
+    """The first name only, for pictures: "Pembroke" for "Pembroke, Pembroke Welsh corgi"."""
+    return label(index).split(",")[0]
+
+
 @functools.cache
 def _synonyms():
     """Lower-case synonym -> set of class indices ("crane" names a bird and a machine)."""
