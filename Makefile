@@ -22,13 +22,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 demo: $(VENV)/.installed
 	$(PY) step_1_sample_image.py --output $(IMAGE)
 	@set -e; \
-	model=$$($(PY) -m utils.models $(MODEL)); \
+	model=$$($(PY) -m utils.cli $(MODEL)); \
 	set -x; \
 	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $$model; \
 	$(PY) step_5_perturb.py $(IMAGE) --model $$model; \
 	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $$model; \
 	$(PY) step_6_defense.py outputs/adversarial.png --model $$model
 	$(PY) step_7_adversarial_training.py
+	$(PY) step_8_virtual_adversarial_training.py
 	@echo "Done: compare the pictures in outputs/ (start with outputs/comparison.png)."
 
 lint: $(VENV)/.installed-dev

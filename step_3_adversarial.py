@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
-from utils.cli import ArgumentParser, add_model_arguments, check_not_input, run
+from utils.cli import ArgumentParser, add_model_arguments, run
+from utils.files import check_outputs
 from utils.images import check_image_output, load_image_tensor, save_image
 from utils.labels import label
 from utils.models import load_model, predict
 from utils.perturbations import load_perturbation
 
 
-def main():
+def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("image", type=Path, help="any image Pillow reads")
     parser.add_argument(
@@ -26,13 +27,13 @@ def main():
         "(default: assets/adversarial_r.npy; step 5 writes outputs/adversarial_r.npy)",
     )
     parser.add_argument("--output", type=Path, default=Path("outputs/adversarial.png"))
-    add_model_arguments(parser)
-    args = parser.parse_args()
+    add_model_arguments(parser, device=False)
+    args = parser.parse_args(argv)
 
     x = load_image_tensor(args.image)
     r = load_perturbation(args.perturbation)
     check_image_output(args.output)
-    check_not_input(args.output, [args.image, args.perturbation])
+    check_outputs([args.output], [args.image, args.perturbation, args.weights])
     model = load_model(args.model, args.weights)
 
     x_adversarial = model.denormalize(model.normalize(x) + r)

@@ -34,8 +34,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.attacks import PGD, TutorialSGD
-from utils.images import CROP
+from utils.images import from_uint8, resize_and_crop
 from utils.models import Classifier, load_model, pick_device
+from utils.tables import print_table
 
 GOLDFISH = 1
 EPSILON, STEP_SIZE = 2 / 255, 0.5 / 255
@@ -44,11 +45,15 @@ SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
 
 def sample_photos():
     """name -> crop: the scikit-image samples, and the tutorial's corgi when present."""
-    photos = {name: CROP(Image.fromarray(getattr(data, name)())) for name in SAMPLES}
+    photos = {name: crop(Image.fromarray(getattr(data, name)())) for name in SAMPLES}
     corgi = Path(__file__).resolve().parents[2] / "shared" / "tutorial" / "corgi.png"
     if corgi.exists():
-        photos["corgi"] = CROP(Image.open(corgi).convert("RGB"))
+        photos["corgi"] = crop(Image.open(corgi).convert("RGB"))
     return photos
+
+
+def crop(image):
+    return from_uint8(resize_and_crop(image))[0]
 
 
 def sample_batch(size):
@@ -179,8 +184,7 @@ def main():
     )
     titles = ("model", "batch", "floor", "project", "torchattacks", "as built")
     titles += ("project/floor", "project/torchattacks", "project/as built", "peak MiB")
-    widths = (21, *map(len, titles[1:]))
-    print("  ".join(title.ljust(width) for title, width in zip(titles, widths, strict=True)))
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, model, unprepared in models(device, folder):
             for size in batch_sizes:
@@ -196,7 +200,8 @@ def main():
                 cells = (name, size, *(f"{statistics.median(t):.1f}" for t in times))
                 cells += tuple(f"{paired_ratio(times[1], t):.2f}" for t in times[:1] + times[2:])
                 cells += (" / ".join(f"{max(m, 0):.0f}" for m in mib),)
-                print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
+                rows.append(cells)
+    print_table(titles, rows)
 
     print("\n# step 5's default attack (tutorial SGD, 2/255, budget 30), early stopping on:")
     model = load_model("efficientnet_lite0", None, device)

@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.images import (
-    CROP,
     from_uint8,
     load_image,
     load_image_tensor,
+    resize_and_crop,
     save_image,
     to_uint8,
 )
@@ -151,11 +151,38 @@ def test_non_square_image_is_resized_then_centre_cropped(tmp_path):
     assert x[0, :, :, 5:-5].min() > 0.99
 
 
-def test_reference_corgi_loads_unchanged(corgi):
-    x = load_image_tensor(corgi)
-    with Image.open(corgi) as image:
-        expected = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), expected)
+def test_a_224_image_loads_unchanged(tmp_path):
+    pixels = np.random.default_rng(2).integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "crop.png")
+    x = load_image_tensor(tmp_path / "crop.png")
+    np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), pixels / np.float32(255))
+
+
+def torchvision_crop(image):
+    """The tutorial's own preprocessing, minus Normalize: the reference for ours."""
+    from torchvision import transforms
+
+    crop = transforms.Compose(
+        [transforms.Resize(224), transforms.CenterCrop(224), transforms.ToTensor()]
+    )
+    return crop(image).unsqueeze(0)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(600, 400), (400, 600), (224, 224), (225, 224), (300, 20), (20, 300), (1, 1), (513, 227)],
+)
+def test_crop_equals_torchvisions_resize_and_center_crop(size):
+    pixels = np.random.default_rng(sum(size)).integers(
+        0, 256, size=(*size[::-1], 3), dtype=np.uint8
+    )
+    image = Image.fromarray(pixels)
+    assert torch.equal(from_uint8(resize_and_crop(image)), torchvision_crop(image))
+
+
+def test_crop_of_every_sample_photo_equals_torchvisions(photos):
+    for path in photos.values():
+        assert torch.equal(load_image_tensor(path), torchvision_crop(load_image(path)))
 
 
 @pytest.mark.parametrize(
@@ -213,9 +240,10 @@ def test_save_image_writes_the_rounded_pixels(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary left behind
 
 
-def test_save_image_refuses_an_unknown_extension_before_writing(tmp_path):
-    with pytest.raises(UserError, match="unknown image extension"):
-        save_image(torch.zeros(1, 3, 2, 2), tmp_path / "out.xyz")
+@pytest.mark.parametrize("suffix", [".xyz", ".jpg", ".pdf", ".eps", ""])
+def test_save_image_refuses_all_but_lossless_formats_before_writing(tmp_path, suffix):
+    with pytest.raises(UserError, match=r"save the image as \.png or"):
+        save_image(torch.zeros(1, 3, 2, 2), tmp_path / f"out{suffix}")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -235,5 +263,4 @@ def test_moderately_wide_image_is_cropped_exactly_as_resize_then_crop(tmp_path):
     pixels = rng.integers(0, 256, size=(20, 300, 3), dtype=np.uint8)  # 15:1, under the trim
     path = tmp_path / "wide.png"
     Image.fromarray(pixels).save(path)
-    expected = CROP(Image.fromarray(pixels)).unsqueeze(0)
-    assert torch.equal(load_image_tensor(path), expected)
+    assert torch.equal(load_image_tensor(path), torchvision_crop(Image.fromarray(pixels)))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.labels import NUM_CLASSES, class_index, label, labels
 
 

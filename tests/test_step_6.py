@@ -6,15 +6,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import LITE0, assert_clean_error, run_script
+from conftest import LITE0, assert_clean_error, call, files_in, run_script, succeeded
 from PIL import Image
 
-from utils.cli import UserError
+import step_2_pretrained as STEP_2
+import step_5_perturb
+import step_6_defense as STEP_6
 from utils.defenses import DEFENSES, bit_depth, encode_jpeg, jpeg, median, save_jpeg
+from utils.errors import UserError
 from utils.images import from_uint8, load_image_tensor, to_uint8
 
-STEP_2, STEP_6 = "step_2_pretrained.py", "step_6_defense.py"
-GOLDFISH, PEMBROKE = "goldfish, Carassius auratus", "Pembroke, Pembroke Welsh corgi"
+GOLDFISH, ESPRESSO = "goldfish, Carassius auratus", "espresso"
 
 
 def prediction(line, prefix):
@@ -24,73 +26,73 @@ def prediction(line, prefix):
 
 
 @pytest.fixture(scope="module")
-def naive(corgi, tmp_path_factory):
+def naive(coffee, tmp_path_factory):
     """Step 5's default attack (the tutorial's SGD, 2/255), which never saw JPEG."""
     out = tmp_path_factory.mktemp("naive")
-    run_script("step_5_perturb.py", corgi, *LITE0, "--output-dir", out, check=True)
+    succeeded(call(step_5_perturb, coffee, *LITE0, "--output-dir", out))
     return out / "adversarial.png"
 
 
 @pytest.fixture(scope="module")
-def adaptive(corgi, tmp_path_factory):
+def adaptive(coffee, tmp_path_factory):
     """Step 5 through JPEG 75 (BPDA): PGD at 4/255 (2/255 is not enough)."""
     out = tmp_path_factory.mktemp("adaptive")
     args = ["--through-jpeg", "75", "--epsilon", "4/255", "--method", "pgd", "--output-dir", out]
-    result = run_script("step_5_perturb.py", corgi, *LITE0, *args, check=True)
-    assert "and still after JPEG at quality 75" in result.stdout
+    lines = succeeded(call(step_5_perturb, coffee, *LITE0, *args))
+    assert any("and still after JPEG at quality 75" in line for line in lines)
     return out / "adversarial.png"
 
 
 def test_jpeg_75_undoes_the_naive_attack_and_step_2_agrees(naive, tmp_path):
-    as_png = run_script(STEP_2, naive, *LITE0, check=True)
-    assert as_png.stdout.splitlines()[0] == f"Prediction: {GOLDFISH}"
-
-    result = run_script(STEP_6, naive, *LITE0, "--output", tmp_path / "a.jpg", check=True)
-    before, after = result.stdout.splitlines()
+    assert succeeded(call(STEP_2, naive, *LITE0)) == [f"Prediction: {GOLDFISH}"]
+    result = run_script("step_6_defense.py", naive, *LITE0, "--output", tmp_path / "a.jpg")
+    before, after = succeeded(result)
     assert prediction(before, "Prediction before JPEG: ") == GOLDFISH
     defended = prediction(after, "Prediction after JPEG (quality 75): ")
-    assert defended != GOLDFISH
-
-    reloaded = run_script(STEP_2, tmp_path / "a.jpg", *LITE0, check=True)
-    assert reloaded.stdout.splitlines()[0] == f"Prediction: {defended}"
+    assert defended == ESPRESSO
+    assert succeeded(call(STEP_2, tmp_path / "a.jpg", *LITE0)) == [f"Prediction: {defended}"]
 
 
 def test_an_attack_through_jpeg_75_survives_it(adaptive, tmp_path):
-    result = run_script(STEP_6, adaptive, *LITE0, "--output", tmp_path / "a.jpg", check=True)
-    after = result.stdout.splitlines()[1]
+    after = succeeded(call(STEP_6, adaptive, *LITE0, "--output", tmp_path / "a.jpg"))[1]
     assert prediction(after, "Prediction after JPEG (quality 75): ") == GOLDFISH
 
 
-def test_sweep_table_and_plot(naive, corgi, tmp_path):
-    result = run_script(STEP_6, naive, *LITE0, "--sweep", "--original", corgi, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_sweep_table_and_plot(naive, coffee, tmp_path):
+    plot = tmp_path / "sweep.png"
+    lines = succeeded(
+        call(STEP_6, naive, *LITE0, "--sweep", "--original", coffee, "--output", plot)
+    )
     assert lines[1] == f"target class: {GOLDFISH} (top class of {naive} before JPEG)"
-    assert lines[2] == f"true class:   {PEMBROKE} (top class of {corgi})"
+    assert lines[2] == f"true class:   {ESPRESSO} (top class of {coffee})"
     header, *rows = lines[3:]
     assert header.split()[:4] == ["quality", "adversarial.png:", "top", "class"]
     assert [row.split()[0] for row in rows] == ["none", *map(str, range(10, 101, 10))]
-    assert GOLDFISH in rows[0] and GOLDFISH not in rows[5]  # quality 50 restores the corgi
-    with Image.open(tmp_path / "outputs" / "jpeg_sweep.png") as plot:
-        assert plot.format == "PNG" and plot.width > 300
+    assert GOLDFISH in rows[0] and GOLDFISH not in rows[5]  # quality 50 restores the espresso
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.width > 300
 
 
 def test_bit_depth_saves_the_squeezed_png(naive, tmp_path):
-    result = run_script(STEP_6, naive, *LITE0, "--defense", "bits", cwd=tmp_path, check=True)
-    before, after = result.stdout.splitlines()
+    output = tmp_path / "bits.png"
+    args = ["--defense", "bits", "--output", output]
+    before, after = succeeded(call(STEP_6, naive, *LITE0, *args))
     assert prediction(before, "Prediction before bit-depth reduction: ") == GOLDFISH
     assert after.startswith("Prediction after bit-depth reduction (bits 5): ")
-    saved = load_image_tensor(tmp_path / "outputs" / "adversarial_bits.png")
-    assert torch.equal(saved, bit_depth(load_image_tensor(naive), 5))
+    assert torch.equal(load_image_tensor(output), bit_depth(load_image_tensor(naive), 5))
 
 
 def test_median_sweep_uses_sizes_3_5_7(naive, tmp_path):
-    args = ["--defense", "median", "--sweep"]
-    result = run_script(STEP_6, naive, *LITE0, *args, cwd=tmp_path, check=True)
-    lines = result.stdout.splitlines()
+    args = ["--defense", "median", "--sweep", "--output", tmp_path / "median.svg"]
+    lines = succeeded(call(STEP_6, naive, *LITE0, *args))
     assert lines[2].startswith("true class:   ") and "runner-up" in lines[2]
     assert [row.split()[0] for row in lines[4:]] == ["none", "3", "5", "7"]
-    assert (tmp_path / "outputs" / "median_sweep.png").is_file()
+    assert (tmp_path / "median.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_default_outputs_go_to_the_outputs_folder(naive, tmp_path):
+    succeeded(run_script("step_6_defense.py", naive, *LITE0, "--defense", "bits", cwd=tmp_path))
+    assert files_in(tmp_path) == [tmp_path / "outputs" / "adversarial_bits.png"]
 
 
 @pytest.mark.parametrize(
@@ -103,17 +105,22 @@ def test_median_sweep_uses_sizes_3_5_7(naive, tmp_path):
         (["--defense", "median", "--size", "4"], "median filter size must be odd"),
         (["--bits", "4"], "--bits is for --defense bits"),
         (["--output", "a.png"], "a.png: save the image after JPEG as .jpg or .jpeg"),
+        (["--sweep", "--quality", "50"], "--sweep tries several values of --quality"),
+        (["--qualities", "50"], "--qualities is for --sweep with --defense jpeg"),
+        (["--defense", "bits", "--bits", "9"], "--bits: must be from 1 to 8, got 9"),
+        (["--defense", "median", "--size", "999"], "--size: must be from 3 to 99, got 999"),
     ],
 )
-def test_bad_arguments_are_one_line_errors_and_write_nothing(corgi, tmp_path, args, message):
-    result = run_script(STEP_6, corgi, *LITE0, *args, cwd=tmp_path)
+def test_bad_arguments_are_one_line_errors_and_write_nothing(coffee, tmp_path, args, message):
+    output = [] if "--output" in args else ["--output", tmp_path / "out" / "defended.jpg"]
+    result = call(STEP_6, coffee, *LITE0, *args, *output)
     assert_clean_error(result, message)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert files_in(tmp_path) == []
 
 
 def test_output_may_not_overwrite_the_input(naive):
     before = naive.read_bytes()
-    result = run_script(STEP_6, naive, *LITE0, "--defense", "median", "--output", naive)
+    result = call(STEP_6, naive, *LITE0, "--defense", "median", "--output", naive)
     assert_clean_error(result, "is an input and would be overwritten")
     assert naive.read_bytes() == before
 

@@ -5,12 +5,16 @@ Every attack here works on what can really be saved: each step the model sees th
 "the attack succeeded" means "the PNG you save fools the model". Optional `defenses`
 are applied in the forward pass the same way (BPDA, Athalye et al. 2018), so an
 attacker who knows about e.g. JPEG compression can optimise through it.
+
+The model is any nn.Module that takes pixels in [0, 1] and returns logits.
 """
 
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from utils.models import device_of
 
 
 def quantize(x):
@@ -43,7 +47,7 @@ class AttackResult:
     success: torch.Tensor  # (N,) bool: every view of the image is classified as wanted
     steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
     probabilities: torch.Tensor  # (N, classes) for the adversarial image as saved
-    best_probability: torch.Tensor  # (N,) highest probability of `labels` reached on the way
+    best_probability: torch.Tensor  # (N,) best probability of success reached on the way
     # success, probabilities and best_probability are None when the attack ran with verify=False
 
 
@@ -79,11 +83,34 @@ class Attack:
         self.targeted = targeted
         self.defenses = tuple(defenses)
         self.on_step = on_step
-        self.early_stop = early_stop  # off: always spend the whole budget (benchmarks, training)
+        self.early_stop = early_stop
         self.verify = verify
+
+    def __call__(self, x, labels):
+        """Attack the images x (N, 3, H, W); returns an AttackResult."""
+        device = device_of(self.model)
+        x, labels = x.to(device), labels.to(device)
+        delta = self.project(x, self.init_delta(x))
+        self.start(delta)
+        scoreboard = _Scoreboard(self, x, labels)
+        for step in range(self.steps):
+            delta.requires_grad_(True)
+            x_saved = straight_through(x + delta, quantize)  # the image rounded to 8 bits
+            logits = self.classify(x_saved)  # (views, N, classes)
+            cross_entropy = self.cross_entropy(logits, labels)  # (N,), mean over the views
+            if scoreboard.record(step, x_saved, logits, cross_entropy):
+                return scoreboard.result()  # early stop: every image is fooled
+            loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
+            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            with torch.no_grad():
+                delta = self.project(x, self.update(delta, grad))
+        return self.verdict(scoreboard, quantize(x + delta.detach()))
 
     def init_delta(self, x):
         return torch.zeros_like(x)
+
+    def start(self, delta):
+        """Set up per-run state (e.g. an optimiser) before the first step."""
 
     def update(self, delta, grad):
         raise NotImplementedError
@@ -92,67 +119,79 @@ class Attack:
         """Back into the epsilon ball, and keep x + delta a valid image."""
         return (x + delta.clamp(-self.epsilon, self.epsilon)).clamp_(0, 1).sub_(x)
 
-    def views(self, x_saved):
-        return [x_saved, *(straight_through(x_saved, defense) for defense in self.defenses)]
+    def classify(self, x_saved):
+        """Logits of every view: the image as saved, then each defense applied to it."""
+        views = [x_saved, *(straight_through(x_saved, defense) for defense in self.defenses)]
+        batch = views[0] if len(views) == 1 else torch.cat(views)
+        return self.model(batch).view(len(views), len(x_saved), -1)
 
-    def __call__(self, x, labels):
-        device = self.model.mean.device
-        x, labels = x.to(device), labels.to(device)
+    def cross_entropy(self, logits, labels):
+        losses = [F.cross_entropy(view, labels, reduction="none") for view in logits]
+        return torch.stack(losses).mean(0)
+
+    @torch.no_grad()
+    def verdict(self, scoreboard, x_final):
+        """Judge the last iterate (the forward needs no graph), unless verify is off."""
+        if not self.verify:
+            return AttackResult(x_final, None, scoreboard.steps, None, None)
+        logits = self.classify(x_final)
+        scoreboard.record(
+            self.steps, x_final, logits, self.cross_entropy(logits, scoreboard.labels)
+        )
+        return scoreboard.result()
+
+
+class _Scoreboard:
+    """The bookkeeping of an attack run: which images are fooled, since which step, what
+    each looked like then, and the best probability of success seen so far."""
+
+    def __init__(self, attack, x, labels):
+        self.attack, self.labels = attack, labels
         n = len(x)
-        delta = self.project(x, self.init_delta(x)).requires_grad_(True)
-        self.start(delta)
-        adversarial = torch.empty_like(x)
-        success = torch.zeros(n, dtype=torch.bool, device=device)
-        steps = torch.full((n,), self.steps, device=device)
-        probabilities = None
-        best_probability = torch.zeros(n, device=device)
+        self.adversarial = torch.empty_like(x)
+        self.success = torch.zeros(n, dtype=torch.bool, device=x.device)
+        self.steps = torch.full((n,), attack.steps, device=x.device)
+        self.probabilities = None
+        self.best_probability = torch.zeros(n, device=x.device)
 
-        for step in range(self.steps + 1):
-            if step == self.steps and not self.verify:
-                return AttackResult(quantize(x + delta.detach()), None, steps, None, None)
-            # The forward after the last step only checks the result: it needs no graph.
-            with torch.set_grad_enabled(step < self.steps):
-                x_saved = straight_through(x + delta, quantize)
-                views = self.views(x_saved)
-                batch = views[0] if len(views) == 1 else torch.cat(views)
-                logits = self.model(batch).view(len(views), n, -1)
-                losses = [F.cross_entropy(z, labels, reduction="none") for z in logits]
-                cross_entropy = torch.stack(losses).mean(0)  # (n,), averaged over the views
-                loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
-
-            with torch.no_grad():
-                p = logits.softmax(-1)  # (views, n, classes)
-                predicted = p.argmax(-1)
-                fooled = (predicted == labels if self.targeted else predicted != labels).all(0)
-                p_label = p.gather(-1, labels.expand(len(views), n)[..., None])[..., 0].amin(0)
-                best_probability = torch.maximum(best_probability, p_label)
-                if probabilities is None:
-                    probabilities = torch.zeros_like(p[0])
-                last = step == self.steps or bool(self.early_stop and (success | fooled).all())
-                # Keep each image as it was when first fooled (early stop) or at the last step.
-                if not self.early_stop:
-                    record = torch.ones_like(fooled) if last else torch.zeros_like(fooled)
-                    success = fooled
-                else:
-                    record = (fooled | last) & ~success
-                    success = success | fooled
-                if record.any():
-                    adversarial[record] = x_saved[record]
-                    probabilities[record] = p[0, record]
-                    steps[record] = step
-                if self.on_step:
-                    self.on_step(step, cross_entropy.detach(), predicted[0])
+    @torch.no_grad()
+    def record(self, step, x_saved, logits, cross_entropy):
+        """Score one forward pass; True when the attack is over (the last step, or, with
+        early stopping, every image fooled)."""
+        attack, labels = self.attack, self.labels
+        p = logits.softmax(-1)  # (views, N, classes)
+        predicted = p.argmax(-1)
+        fooled = (predicted == labels if attack.targeted else predicted != labels).all(0)
+        self.best_probability = torch.maximum(self.best_probability, self._success_p(p))
+        if attack.on_step:
+            attack.on_step(step, cross_entropy.detach(), predicted[0])
+        last = step == attack.steps
+        if attack.early_stop:  # keep each image as it was when first fooled
+            keep = (fooled | last) & ~self.success
+            self.success |= fooled
+            last = last or bool(self.success.all())
+        else:  # keep the last iterate of every image
+            keep = torch.full_like(fooled, last)
             if last:
-                break
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
-            with torch.no_grad():
-                delta = self.project(x, self.update(delta, grad))
-            delta.requires_grad_(True)
+                self.success = fooled
+        if keep.any():
+            if self.probabilities is None:
+                self.probabilities = torch.zeros_like(p[0])
+            self.adversarial[keep] = x_saved[keep]
+            self.probabilities[keep] = p[0, keep]
+            self.steps[keep] = step
+        return last
 
-        return AttackResult(adversarial, success, steps, probabilities, best_probability)
+    def _success_p(self, p):
+        """Per image, over the views: the probability of the target (targeted), or of
+        anything but the original class (untargeted); the weakest view counts."""
+        p_label = p.gather(-1, self.labels.expand(p.shape[:2])[..., None])[..., 0]
+        return (p_label if self.attack.targeted else 1 - p_label).amin(0)
 
-    def start(self, delta):
-        """Set up per-run state (e.g. an optimiser) before the first step."""
+    def result(self):
+        return AttackResult(
+            self.adversarial, self.success, self.steps, self.probabilities, self.best_probability
+        )
 
 
 class TutorialSGD(Attack):
@@ -189,8 +228,7 @@ class PGD(Attack):
             return torch.zeros_like(x)
         if self.seed is None:  # torch's global generator: a new start for every image
             return torch.empty_like(x).uniform_(-self.epsilon, self.epsilon)
-        # Seeded: the same start for an image whatever batch it is in, so batched runs
-        # match one-at-a-time runs.
+        # Seeded: the same start for an image whatever batch it is in.
         generator = torch.Generator().manual_seed(self.seed)
         noise = torch.empty(x.shape[1:]).uniform_(-self.epsilon, self.epsilon, generator=generator)
         return noise.to(x.device).expand_as(x).clone()

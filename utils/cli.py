@@ -1,23 +1,15 @@
-"""Command-line plumbing shared by the numbered scripts: one-line errors, no tracebacks."""
+"""The command-line layer of the numbered scripts: argparse types, one-line errors, no tracebacks.
+
+Library modules never import this one; the scripts do.
+"""
 
 import argparse
-import os
+import math
 import sys
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-
-class UserError(Exception):
-    """A problem with the learner's input: reported as one line, never as a traceback."""
-
-    exit_code = 2
-
-
-class AttackFailed(UserError):
-    """The attack ran but did not find an adversarial image within its budget."""
-
-    exit_code = 1
+from utils.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -27,10 +19,10 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def run(main):
-    """Call main(); turn a UserError into one `error: ...` line on stderr and its exit code."""
+def run(main, argv=None):
+    """Call main(argv); turn a UserError into one `error: ...` line on stderr and its exit code."""
     try:
-        main()
+        main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
@@ -39,11 +31,13 @@ def run(main):
         sys.exit(130)
 
 
-def add_model_arguments(parser):
+def add_model_arguments(parser, device=True):
+    from utils.models import MODELS  # here: step 1 imports this module and needs no torch
+
     parser.add_argument(
         "--model",
         default="resnet18",
-        choices=["resnet18", "efficientnet_lite0", "auto"],
+        choices=MODELS,
         help="classifier to fool (default: resnet18, as in the tutorial; "
         "auto: resnet18 if its weights can be had, else efficientnet_lite0)",
     )
@@ -52,76 +46,57 @@ def add_model_arguments(parser):
         type=Path,
         help="local state_dict file for the model (e.g. ResNet18 weights saved for offline use)",
     )
+    if device:
+        parser.add_argument(
+            "--device",
+            choices=["auto", "cpu", "cuda"],
+            default="auto",
+            help="where to run (default: auto, the GPU when there is one)",
+        )
 
 
-def check_writable_dir(directory):
-    """Create `directory` if needed and prove a file can be written there, before any work."""
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to folder {directory}: {err.strerror or err}") from None
+def add_digits_arguments(parser):
+    """The options steps 7 and 8 share: the bound, the budget, the seed, the evaluation."""
+    add = parser.add_argument
+    add("--epsilon", type=pixel_amount, default=0.2, help="L-inf bound for training (default 0.2)")
+    add("--epochs", type=int_in(1, 1000), default=15, help="1..1000 (default 15)")
+    add("--seed", type=int_in(0, 2**32 - 1), default=0, help="split, weights, batches (default 0)")
+    add(
+        "--eval-epsilons",
+        type=list_of(pixel_amount),
+        default="0.05,0.1,0.15,0.2,0.25,0.3",
+        metavar="LIST",
+        help="bounds to attack the trained models with (default 0.05,0.1,...,0.3)",
+    )
+    add("--output-dir", type=Path, default=Path("outputs"), help="for the plot and the weights")
 
 
-def check_not_input(output, inputs):
-    """Outputs never overwrite inputs: fail before any work if `output` is one of them."""
-    output = Path(output).resolve()
-    for source in inputs:
-        if source is not None and Path(source).resolve() == output:
-            raise UserError(
-                f"{source}: is an input and would be overwritten; choose another output"
-            )
-
-
-def write_atomically(path, write):
-    """Call write(tmp_path), then move the finished file into place: no partial outputs."""
-    path = Path(path)
-    check_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
-        os.replace(tmp, path)
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def int_in(low, high=None):
-    """argparse type: an integer from low to high (no upper limit if high is None)."""
+def int_in(low, high):
+    """argparse type: an integer from low to high."""
 
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            allowed = f"at least {low}" if high is None else f"from {low} to {high}"
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
         return value
 
     return parse
 
 
-positive_int = int_in(1)
 jpeg_quality = int_in(1, 100)
 
 
 def positive_float(text):
-    """argparse type: a number > 0."""
+    """argparse type: a finite number > 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -129,7 +104,7 @@ def pixel_amount(text):
     """argparse type for epsilon: '2/255' or '0.0078', a change of pixels in (0, 1]."""
     try:
         value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2/255 or 0.008") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1] (pixel units), got {text}")
@@ -146,3 +121,13 @@ def list_of(item_type):
             raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
     return parse
+
+
+if __name__ == "__main__":
+    # `python -m utils.cli auto` prints the model that `auto` settles on (for make demo).
+    def print_model(argv):
+        from utils.models import load_model
+
+        print(load_model(argv[0] if argv else "auto").name)
+
+    run(print_model, sys.argv[1:])

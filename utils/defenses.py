@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from utils.cli import UserError, write_atomically
+from utils.errors import UserError
+from utils.files import write_atomically
 from utils.images import from_uint8, save_image, to_uint8
 
 
@@ -95,6 +95,8 @@ def bit_depth(x, bits):
 
 def median(x, size):
     """Median filter over size x size pixels, per channel (OpenCV; edges replicated)."""
+    import cv2  # only here: the other defenses need no OpenCV
+
     check_size(size)
     return _per_image(x, lambda pixels: cv2.medianBlur(pixels, size))
 
@@ -119,6 +121,7 @@ class Defense:
     save: Callable  # save(x, path, value) -> squeezed x, as the file written reads back
     check: Callable  # check(value) raises UserError for a value apply() refuses
     suffixes: tuple  # file types that hold the result exactly
+    default_file: str  # step 6's output in outputs/ by default
 
 
 DEFENSES = {
@@ -132,6 +135,7 @@ DEFENSES = {
         save=save_jpeg,
         check=check_quality,
         suffixes=(".jpg", ".jpeg"),
+        default_file="adversarial.jpg",
     ),
     # Xu et al. found 5 bits harmless to clean ImageNet accuracy; 1..8 shows the whole range.
     "bits": Defense(
@@ -144,6 +148,7 @@ DEFENSES = {
         save=_save_png(bit_depth),
         check=check_bits,
         suffixes=(".png",),
+        default_file="adversarial_bits.png",
     ),
     "median": Defense(
         name="median filter",
@@ -155,5 +160,6 @@ DEFENSES = {
         save=_save_png(median),
         check=check_size,
         suffixes=(".png",),
+        default_file="adversarial_median.png",
     ),
 }

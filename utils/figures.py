@@ -1,12 +1,12 @@
-"""The picture a learner compares: original | adversarial | perturbation, captioned."""
+"""The pictures the scripts save: the comparison strip of step 5, and curves for the sweeps."""
 
 from PIL import Image, ImageDraw, ImageFont
 
-from utils.cli import write_atomically
 from utils.images import to_uint8
 
 CAPTION_HEIGHT = 44
 MARGIN = 8
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def amplified_difference(original, adversarial):
@@ -19,8 +19,9 @@ def amplified_difference(original, adversarial):
     return (0.5 + gain * difference).clamp(0, 1), gain
 
 
-def save_comparison(panels, path):
-    """panels: [(pixels (1|-, 3, H, W) in [0, 1], caption lines)], saved side by side as PNG."""
+def comparison_writer(panels):
+    """panels: [(pixels (1|-, 3, H, W) in [0, 1], caption lines)], side by side: a
+    write(tmp) function that saves them as one PNG."""
     images = [Image.fromarray(to_uint8(pixels)) for pixels, _ in panels]
     width, height = images[0].size
     canvas = Image.new(
@@ -34,4 +35,23 @@ def save_comparison(panels, path):
         left = MARGIN + column * (width + MARGIN)
         canvas.paste(image, (left, MARGIN))
         draw.multiline_text((left, height + MARGIN + 4), caption, fill="black", font=font)
-    write_atomically(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    return lambda tmp: canvas.save(tmp, format="PNG")
+
+
+def curves_writer(curves, x_values, path, title, xlabel, ylabel, mark=None):
+    """A line plot: curves is [(label, y values, matplotlib style)]; `mark` draws a dotted
+    vertical line (label, x). Returns write(tmp), which saves it as PNG, PDF or SVG by the
+    suffix of `path`."""
+    from matplotlib.figure import Figure  # only here: only the sweeps draw, and it is slow
+
+    # The object-oriented API renders off-screen and never opens a window.
+    figure = Figure(figsize=(6.4, 4), layout="constrained")
+    axes = figure.subplots()
+    for name, values, style in curves:
+        axes.plot(x_values, values, style, label=name)
+    if mark is not None:
+        axes.axvline(mark[1], color="grey", linestyle=":", label=mark[0])
+    axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=title, xticks=x_values)
+    axes.legend()
+    fmt = str(path).rsplit(".", 1)[-1].lower()
+    return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)

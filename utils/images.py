@@ -4,23 +4,17 @@ Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisa
 lives in the model wrapper (utils/models.py), not in the image pipeline.
 """
 
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision import transforms
-from tqdm import tqdm
 
-from utils.cli import UserError, check_writable_dir, write_atomically
+from utils.errors import UserError
+from utils.files import check_image_output, write_atomically
 
 SIZE = 224
-# The tutorial's preprocessing, minus Normalize (the model applies its own).
-CROP = transforms.Compose(
-    [transforms.Resize(SIZE), transforms.CenterCrop(SIZE), transforms.ToTensor()]
-)
 MAX_ASPECT = 16
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
@@ -62,16 +56,34 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def load_image_tensor(path):
-    """The tutorial's crop of `path`: Resize(224) + CenterCrop(224), pixels in [0, 1]."""
-    image = load_image(path)
+def resize_and_crop(image, size=SIZE):
+    """The tutorial's Resize(size) + CenterCrop(size) on a PIL image, computed as torchvision
+    does (the tests compare the two), without importing torchvision."""
+    width, height = image.size
+    short, long = sorted(image.size)
     # A 1x100000 strip would be upscaled to 224x22400000 before the crop: trim its long
     # side first. Only the central square survives the crop, so nothing visible changes.
-    short = min(image.size)
-    if max(image.size) > MAX_ASPECT * short:
+    if long > MAX_ASPECT * short:
         keep = MAX_ASPECT * short
-        image = transforms.CenterCrop((min(image.height, keep), min(image.width, keep)))(image)
-    return CROP(image).unsqueeze(0)
+        image = center_crop(image, min(width, keep), min(height, keep))
+        width, height = image.size
+        short, long = sorted(image.size)
+    resized_long = int(size * long / short)
+    new_size = (size, resized_long) if width <= height else (resized_long, size)
+    if new_size != image.size:
+        image = image.resize(new_size, Image.BILINEAR)
+    return center_crop(image, size, size)
+
+
+def center_crop(image, width, height):
+    left = round((image.width - width) / 2)
+    top = round((image.height - height) / 2)
+    return image.crop((left, top, left + width, top + height))
+
+
+def load_image_tensor(path):
+    """The tutorial's crop of `path`: Resize(224) + CenterCrop(224), pixels in [0, 1]."""
+    return from_uint8(resize_and_crop(load_image(path)))
 
 
 def to_uint8(x):
@@ -83,62 +95,17 @@ def to_uint8(x):
 
 def from_uint8(pixels):
     """(H, W, 3) uint8 -> (1, 3, H, W) float pixels in [0, 1]: exact inverse of to_uint8."""
-    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    levels = torch.from_numpy(np.array(pixels, dtype=np.uint8))
+    return levels.permute(2, 0, 1).contiguous().float().div(255).unsqueeze(0)
 
 
-def check_image_output(path):
-    """Fail before any work if `path` cannot be written as an image; return its format."""
-    extension = Path(path).suffix.lower()
-    formats = Image.registered_extensions()
-    if extension not in formats:
-        raise UserError(f"{path}: unknown image extension {extension!r} (use .png)")
-    check_writable_dir(Path(path).parent)
-    return formats[extension]
+def image_writer(x, path, **save_options):
+    """A write(tmp) function that saves pixels x in [0, 1] to `path` as an 8-bit image."""
+    image_format = check_image_output(path)
+    image = Image.fromarray(to_uint8(x))
+    return lambda tmp: image.save(tmp, format=image_format, **save_options)
 
 
 def save_image(x, path, **save_options):
     """Save pixels in [0, 1] as an 8-bit image (format from the suffix), atomically."""
-    image_format = check_image_output(path)
-    image = Image.fromarray(to_uint8(x))
-    write_atomically(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
-
-
-def list_images(paths):
-    """Expand folders into their files (sorted, hidden files skipped); keep files as given."""
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
-    if not files:
-        raise UserError(f"no files found in {', '.join(map(str, paths))}")
-    return files
-
-
-def one_file_given(inputs):
-    """True when the command line names a single file (not a folder): steps 2 and 5 then
-    print the tutorial's one-image output instead of a table."""
-    return len(inputs) == 1 and not Path(inputs[0]).is_dir()
-
-
-def image_batches(paths, batch_size, description):
-    """Yield ({path: crop}, {path: error}) per batch of paths, with a progress bar.
-
-    A file that cannot be read is reported on stderr and skipped, so one bad file
-    in a folder does not stop the rest.
-    """
-    with tqdm(total=len(paths), unit="image", desc=description) as progress:
-        for start in range(0, len(paths), batch_size):
-            batch = paths[start : start + batch_size]
-            images, errors = {}, {}
-            for path in batch:
-                try:
-                    images[path] = load_image_tensor(path)
-                except UserError as err:
-                    tqdm.write(f"error: {err}", file=sys.stderr)
-                    errors[path] = str(err)
-            yield images, errors
-            progress.update(len(batch))
+    write_atomically(path, image_writer(x, path, **save_options))

@@ -5,7 +5,7 @@ import functools
 import json
 from importlib import resources
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 NUM_CLASSES = 1000
 

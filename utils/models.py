@@ -6,15 +6,15 @@ epsilon all live in pixel space, and the exact inverse is one multiply-add away.
 
 import contextlib
 import functools
+import itertools
 import sys
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 MODELS = ("resnet18", "efficientnet_lite0", "auto")
 # The input normalisation EfficientNet-Lite0 was trained with (the TF-Lite model's 127/128).
@@ -40,6 +40,13 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.net(self.normalize(x))
+
+
+def device_of(module):
+    """Where a module computes: the device of its parameters or buffers (else the CPU)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def pick_device(name="auto"):
@@ -135,6 +142,8 @@ def _first_available(weights, device, prepare):
 
 
 def _resnet18(weights_file):
+    import torchvision  # only here: importing it costs more than a second of start-up
+
     pretrained = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     mean, std = pretrained.transforms().mean, pretrained.transforms().std
     if weights_file:
@@ -197,11 +206,5 @@ def _load_state_dict(net, path, model_name):
 @torch.inference_mode()
 def predict(model, x):
     """Class probabilities, shape (N, 1000), for pixels x in [0, 1] (no autograd graph)."""
-    return model(x.to(model.mean.device)).softmax(dim=1).cpu()
+    return model(x.to(device_of(model))).softmax(dim=1).cpu()
 
-
-if __name__ == "__main__":
-    # `python -m utils.models auto` prints the model that `auto` settles on (for make demo).
-    from utils.cli import run
-
-    run(lambda: print(load_model(sys.argv[1] if len(sys.argv) > 1 else "auto").name))

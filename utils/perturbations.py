@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.cli import UserError, write_atomically
+from utils.errors import UserError
 from utils.images import SIZE
 
 SHAPES = ((1, 3, SIZE, SIZE), (3, SIZE, SIZE))
@@ -33,7 +33,12 @@ def load_perturbation(path):
     return torch.from_numpy(r.astype(np.float32)).reshape(SHAPES[0])
 
 
-def save_perturbation(r, path):
-    """Write r as float32 (1, 3, 224, 224), the tutorial's adversarial_r.npy format."""
+def perturbation_writer(r):
+    """A write(tmp) function: r as float32 (1, 3, 224, 224), the tutorial's .npy format."""
     r = r.detach().cpu().numpy().astype(np.float32).reshape(SHAPES[0])
-    write_atomically(path, lambda tmp: np.save(tmp, r, allow_pickle=False))
+
+    def write(tmp):
+        with open(tmp, "wb") as file:  # a file object: np.save would append .npy to a name
+            np.save(file, r, allow_pickle=False)
+
+    return write

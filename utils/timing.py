@@ -18,7 +18,8 @@ def seconds_since_start():
 class Timer:
     """Named phases: `with timer("model load"): ...`, then `timer.report()`."""
 
-    def __init__(self):
+    def __init__(self, enabled=True):
+        self.enabled = enabled
         self.phases = {"start-up and imports": seconds_since_start()}
 
     @contextlib.contextmanager
@@ -28,4 +29,7 @@ class Timer:
         self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - started
 
     def report(self):
-        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+        """Print `Timing: phase 1.23 s, ...` if enabled."""
+        if self.enabled:
+            phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+            print(f"Timing: {phases}")

@@ -1,0 +1,127 @@
+"""utils/attacks.py: valid 8-bit results within epsilon, the PGD step as written in the papers,
+any nn.Module on [0, 1] pixels, and batches judged image by image."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.attacks import FGSM, PGD, TutorialSGD, quantize
+from utils.images import load_image_tensor
+from utils.models import load_model, predict
+
+GOLDFISH, ESPRESSO = 1, 967
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_model("efficientnet_lite0")
+
+
+def tiny_net(seed=0, classes=10):
+    """A small network on [0, 1] pixels, with no normalisation wrapper of the project's."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(32, classes),
+    )  # fmt: skip
+    return net.requires_grad_(False)
+
+
+def is_on_the_8_bit_grid(x):
+    return torch.equal(x, torch.round(x * 255) / 255)
+
+
+@pytest.mark.parametrize("attack", [TutorialSGD, PGD])
+def test_result_is_a_valid_8_bit_image_that_fools(lite0, coffee, attack):
+    x = load_image_tensor(coffee)
+    result = attack(lite0, 2 / 255, steps=30)(x, torch.tensor([GOLDFISH]))
+    adversarial = result.adversarial
+    assert result.success.item() and 0 < result.steps.item() < 30
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert is_on_the_8_bit_grid(adversarial)
+    assert (adversarial - x).abs().max() <= 2 / 255 + 1e-6
+    assert predict(lite0, adversarial).argmax().item() == GOLDFISH
+    torch.testing.assert_close(result.probabilities, predict(lite0, adversarial))
+    # Frozen weights: the attack computed gradients for the image only.
+    assert all(p.grad is None and not p.requires_grad for p in lite0.parameters())
+
+
+def test_fgsm_is_one_signed_step_of_epsilon(lite0, coffee):
+    x = load_image_tensor(coffee)
+    result = FGSM(lite0, 4 / 255, targeted=False)(x, torch.tensor([ESPRESSO]))
+    assert result.steps.item() == 1
+    change = ((result.adversarial - x) * 255).round().abs()
+    # Every pixel moved by 4 levels, unless it hit 0 or 255 first.
+    assert change.max().item() == 4
+    assert (change == 4).float().mean() > 0.9
+
+
+def plain_pgd(model, x, labels, epsilon, step_size, steps):
+    """Targeted PGD from zero, written out as in the papers, with the image rounded to 8 bits
+    in the forward pass (straight-through: the rounding is skipped in the backward pass)."""
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        x_adv = x + delta
+        x_saved = quantize(x_adv.detach()) + (x_adv - x_adv.detach())
+        loss = F.cross_entropy(model(x_saved), labels, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), delta)
+        delta = (delta.detach() - step_size * grad.sign()).clamp(-epsilon, epsilon)
+        delta = (x + delta).clamp(0, 1) - x
+    return quantize(x + delta)
+
+
+def test_pgd_takes_exactly_the_steps_of_the_plain_loop():
+    net = tiny_net()
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3])
+    attack = PGD(net, 8 / 255, steps=10, step_size=2 / 255, random_start=False, early_stop=False)
+    result = attack(x, labels)
+    assert torch.equal(result.adversarial, plain_pgd(net, x, labels, 8 / 255, 2 / 255, 10))
+    assert torch.equal(result.steps, torch.full((4,), 10))
+    assert torch.equal(result.success, net(result.adversarial).argmax(1) == labels)
+
+
+def test_any_module_on_pixels_can_be_attacked_and_each_step_is_reported():
+    net = tiny_net()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    seen = []
+    attack = PGD(net, 16 / 255, steps=5, seed=0, targeted=False, early_stop=False)
+    attack.on_step = lambda step, loss, predicted: seen.append((step, loss.shape, predicted.shape))
+    result = attack(x, net(x).argmax(1))
+    assert [step for step, _, _ in seen] == [0, 1, 2, 3, 4, 5]  # 5 steps, then the verdict
+    assert all(loss == (2,) and predicted == (2,) for _, loss, predicted in seen)
+    assert is_on_the_8_bit_grid(result.adversarial)
+    assert (result.adversarial - x).abs().max() <= 16 / 255 + 1 / 510  # bound, then rounding
+
+
+def test_a_batch_is_judged_image_by_image(lite0, photos):
+    """Batch size changes float rounding, so a batch need not take the very same path as
+    one image at a time; what must hold is that each verdict is true of its own image."""
+    x = torch.cat([load_image_tensor(photos[name]) for name in ("coffee", "chelsea", "rocket")])
+    target = torch.full((3,), GOLDFISH)
+    result = PGD(lite0, 2 / 255, steps=30, seed=0)(x, target)
+    assert result.success.all()
+    for i in range(3):
+        alone = predict(lite0, result.adversarial[i : i + 1])
+        assert alone.argmax().item() == GOLDFISH  # the verdict holds for the image alone
+        assert (result.adversarial[i] - x[i]).abs().max() <= 2 / 255 + 1e-6
+    # A seeded random start is the same for an image whatever batch it is in.
+    attack = PGD(lite0, 2 / 255, seed=0)
+    assert torch.equal(attack.init_delta(x)[1], attack.init_delta(x[1:2])[0])
+
+
+def test_untargeted_best_probability_is_how_far_from_the_original_it_got(lite0, coffee):
+    x = load_image_tensor(coffee)
+    clean = predict(lite0, x)[0, ESPRESSO].item()
+    result = FGSM(lite0, 0.5 / 255, targeted=False)(x, torch.tensor([ESPRESSO]))
+    final = result.probabilities[0, ESPRESSO].item()
+    best = result.best_probability.item()
+    assert best == pytest.approx(max(1 - clean, 1 - final), abs=1e-6)
+    assert best > 1 - clean  # the step moved away from the espresso
+
+
+def test_early_stopping_needs_the_verdict():
+    with pytest.raises(ValueError, match="verify"):
+        FGSM(tiny_net(), 0.1, early_stop=True, verify=False)

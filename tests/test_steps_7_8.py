@@ -1,0 +1,180 @@
+"""Steps 7 and 8: adversarial training buys robustness on digits, VAT uses unlabelled digits."""
+
+import pytest
+import torch
+from conftest import assert_clean_error, call, files_in, run_script, succeeded
+from PIL import Image
+
+import step_7_adversarial_training as step7
+import step_8_virtual_adversarial_training as step8
+from utils import digits
+from utils.attacks import FGSM
+
+EPSILON = 0.2
+SEED = 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """As the scripts do: tiny batches run much faster on one thread than on two busy ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits.load_data(SEED)
+
+
+@pytest.fixture(scope="module")
+def results(data):
+    x_train, y_train, x_test, y_test = data
+    losses = {
+        "standard": digits.clean_loss(x_train, y_train),
+        "adversarial": step7.adversarial_loss(x_train, y_train, "fgsm", EPSILON),
+    }
+    models = digits.train_models(losses, x_train, 3, SEED)
+    torch.manual_seed(SEED)
+    return {
+        name: digits.evaluate(model, x_test, y_test, [EPSILON], name)
+        for name, model in models.items()
+    }
+
+
+def test_split_is_stratified_pixels_on_the_8_bit_grid(data):
+    x_train, _, x_test, y_test = data
+    assert x_train.shape[1:] == (1, 8, 8) and len(x_train) + len(x_test) == 1797
+    assert x_train.min() >= 0 and x_train.max() == 1
+    assert torch.equal(x_train, torch.round(x_train * 255) / 255)
+    assert torch.bincount(y_test).min() >= 35  # about 36 of each digit in 360
+
+
+def test_adversarial_training_beats_standard_under_pgd_and_stays_accurate(results):
+    standard, adversarial = results["standard"], results["adversarial"]
+    assert standard["PGD"][0] > 0.9 and adversarial["PGD"][0] > 0.9  # clean accuracy
+    assert adversarial["PGD"][1] > standard["PGD"][1] + 0.2
+    assert adversarial["FGSM"][1] > standard["FGSM"][1] + 0.2
+    for model in (standard, adversarial):
+        assert model["PGD"][1] <= model["FGSM"][1] + 0.02  # PGD is the stronger attack
+
+
+def test_without_early_stop_every_digit_takes_the_step(data):
+    """Training attacks (early_stop=False) return the last iterate, even for digits that the
+    model already gets wrong; evaluation attacks stop each digit at its first mistake."""
+    x_train, y_train, x_test, y_test = data
+    losses = {"1 epoch": digits.clean_loss(x_train, y_train)}
+    (model,) = digits.train_models(losses, x_train, 1, SEED).values()
+    wrong = model(x_test).argmax(1) != y_test
+    assert wrong.any()
+    stopping = FGSM(model, EPSILON, targeted=False)(x_test, y_test)
+    full = FGSM(model, EPSILON, targeted=False, early_stop=False)(x_test, y_test)
+    assert torch.equal(stopping.adversarial[wrong], x_test[wrong])
+    moved = (full.adversarial - x_test).flatten(1).abs().amax(1)
+    assert moved.min() > 0 and moved.max() <= EPSILON + 1 / 510  # bound, then 8-bit rounding
+    assert torch.equal(full.success, model(full.adversarial).argmax(1) != y_test)
+    # Training skips the verdict (it classifies the result itself): same images, no verdict.
+    training = FGSM(model, EPSILON, targeted=False, early_stop=False, verify=False)(x_test, y_test)
+    assert torch.equal(training.adversarial, full.adversarial) and training.success is None
+
+
+def test_vat_beats_training_on_the_labels_alone(data):
+    x_train, y_train, x_test, y_test = data
+    labelled = step8.pick_labelled(y_train, 5, SEED)
+    assert torch.equal(torch.bincount(y_train[labelled]), torch.full((10,), 5))
+    losses = {
+        "supervised": step8.semi_supervised_loss(x_train, y_train, labelled, SEED),
+        "vat": step8.semi_supervised_loss(x_train, y_train, labelled, SEED, EPSILON),
+    }
+    models = digits.train_models(losses, x_train, 3, SEED)
+    supervised, vat = (digits.accuracy(m, x_test, y_test) for m in models.values())
+    assert vat > supervised + 0.03
+
+
+def check_table_plot_and_weights(lines, output_dir, plot, names, data):
+    assert lines[1].split() == [
+        "epsilon",
+        *(w for n in names for a in ("FGSM", "PGD") for w in (n, a)),
+    ]
+    assert [line.split()[0] for line in lines[2:5]] == ["clean", "0.1", "0.2"]
+    with Image.open(output_dir / plot) as png:
+        assert png.format == "PNG"
+        png.verify()
+    _, _, x_test, y_test = data
+    for column, name in ((1, names[0]), (3, names[1])):
+        model = digits.build_model()
+        model.load_state_dict(torch.load(output_dir / f"digits_{name}.pth", weights_only=True))
+        clean = f"{digits.accuracy(model, x_test, y_test):.1%}"  # mean and std came back too
+        assert lines[2].split()[column] == clean  # the saved model is the one in the table
+
+
+def test_step_7_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
+    args = ["--epochs", 1, "--eval-epsilons", "0.1,0.2", "--output-dir", tmp_path]
+    result = call(step7, *args)
+    lines = succeeded(result)
+    assert lines[0] == "Accuracy on 360 held-out digits, clean and under attack:"
+    check_table_plot_and_weights(
+        lines, tmp_path, "robustness.png", ["standard", "adversarial"], data
+    )
+    assert (
+        lines[-1]
+        == f"Saved robustness.png, digits_standard.pth, digits_adversarial.pth in {tmp_path}"
+    )
+    assert "training standard" in result.stderr  # tqdm progress
+
+
+def test_step_8_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
+    args = ["--labels", 5, "--epochs", 1, "--eval-epsilons", "0.1,0.2", "--output-dir", tmp_path]
+    lines = succeeded(call(step8, *args))
+    assert lines[0] == "50 labelled digits, 1387 unlabelled"
+    check_table_plot_and_weights(
+        lines[1:], tmp_path, "semi_supervised.png", ["supervised", "vat"], data
+    )
+
+
+@pytest.mark.parametrize("step", [step7, step8])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--epsilon", "0"], "--epsilon: must be in (0, 1]"),
+        (["--epsilon", "-0.1"], "--epsilon: must be in (0, 1]"),
+        (["--epsilon", "1.5"], "--epsilon: must be in (0, 1]"),
+        (["--epsilon=1e400"], "--epsilon: '1e400' is not a number"),
+        (["--epochs", "0"], "--epochs: must be from 1 to 1000"),
+        (["--eval-epsilons", "0.1,x"], "--eval-epsilons: '0.1,x': 'x' is not a number"),
+        (["--eval-epsilons", "0.1,,0.2"], "--eval-epsilons"),
+        (["--eval-epsilons", "0.1,2"], "--eval-epsilons: '0.1,2': must be in (0, 1]"),
+        (["--eval-epsilons", "0.1,1e400"], "--eval-epsilons"),
+        (["--seed", "-1"], "--seed: must be from 0 to 4294967295"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_and_write_nothing(step, args, fragment, tmp_path):
+    result = call(step, *args, "--output-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "args", "fragment"),
+    [
+        (step7, ["--method", "sgd"], "--method: invalid choice"),
+        (step8, ["--labels", "0"], "--labels: must be from 1 to 1000"),
+        (step8, ["--labels", "500"], "--labels 500: must leave some digits unlabelled"),
+    ],
+)
+def test_bad_options_of_each_step(step, args, fragment, tmp_path):
+    assert_clean_error(call(step, *args, "--output-dir", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "script", ["step_7_adversarial_training.py", "step_8_virtual_adversarial_training.py"]
+)
+def test_the_real_command_refuses_an_unwritable_folder(script, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run_script(script, "--output-dir", blocker / "out")
+    assert_clean_error(result, "cannot write to folder", str(blocker / "out"))
+    assert files_in(tmp_path) == [blocker]

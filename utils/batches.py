@@ -1,0 +1,78 @@
+"""Many images at once: folders expanded, images read in batches with a progress bar, and a
+summary table (also saved as CSV). Steps 2 and 5 use it when given more than one file."""
+
+import sys
+from pathlib import Path
+
+from utils.errors import UserError
+from utils.images import load_image_tensor
+from utils.tables import print_table, save_csv
+
+
+def list_images(paths):
+    """Expand folders into their files (sorted, hidden files skipped); keep files as given."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not files:
+        raise UserError(f"no files found in {', '.join(map(str, paths))}")
+    return files
+
+
+def one_file_given(inputs):
+    """True when the command line names a single file (not a folder): the script then tells
+    the tutorial's one-image story instead of printing a table."""
+    return len(inputs) == 1 and not Path(inputs[0]).is_dir()
+
+
+def image_batches(paths, batch_size, description, on_error):
+    """Yield {path: crop (1, 3, 224, 224)} per batch, with a progress bar.
+
+    A file that cannot be read is reported on stderr, passed to on_error(path) and
+    skipped, so one bad file in a folder does not stop the rest.
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=len(paths), unit="image", desc=description) as progress:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images = {}
+            for path in batch:
+                try:
+                    images[path] = load_image_tensor(path)
+                except UserError as err:
+                    tqdm.write(f"error: {err}", file=sys.stderr)
+                    on_error(path)
+            if images:
+                yield images
+            progress.update(len(batch))
+
+
+class Summary:
+    """One row per image: printed as a table at the end, and saved as CSV when asked."""
+
+    def __init__(self, *columns):
+        self.columns = columns
+        self.rows = []
+
+    def add(self, *cells, **named):
+        """A row: cells in column order, or by column name; columns not given stay empty."""
+        named.update(zip(self.columns, cells, strict=False))
+        self.rows.append({column: str(named.pop(column, "")) for column in self.columns})
+        if named or len(cells) > len(self.columns):
+            raise ValueError(f"cells that fit no column: {cells}, {named}")
+
+    def count(self, column, value):
+        return sum(row[column] == value for row in self.rows)
+
+    def report(self, csv_path=None):
+        rows = [list(row.values()) for row in self.rows]
+        print_table(self.columns, rows)
+        if csv_path is not None:
+            save_csv(csv_path, self.columns, rows)
+            print(f"Summary written to {csv_path}")

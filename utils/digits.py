@@ -1,0 +1,153 @@
+"""Steps 7 and 8's lab: scikit-learn's 8x8 digits, a small CNN, its training loop, and its
+evaluation under the project's FGSM and PGD. Small enough to train in seconds on a CPU.
+
+    from utils.digits import build_model, load_data
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.attacks import FGSM, PGD, quantize
+from utils.figures import curves_writer
+from utils.files import write_all
+from utils.models import Classifier
+from utils.tables import print_table
+
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+TRAIN_PGD_STEPS = 7  # Madry et al.'s CIFAR-10 training budget; evaluation gets more
+EVAL_PGD_STEPS = 20
+TEST_FRACTION = 0.2
+
+
+def load_data(seed):
+    """Digits as (N, 1, 8, 8) pixels on the 8-bit grid, split into stratified train/test."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # 0..16 ink levels -> [0, 1], rounded to what a PNG stores: clean images are valid inputs.
+    x = quantize(torch.tensor(digits.data, dtype=torch.float32).view(-1, 1, 8, 8) / 16)
+    y = torch.tensor(digits.target)
+    train, test = train_test_split(
+        range(len(y)), test_size=TEST_FRACTION, stratify=digits.target, random_state=seed
+    )
+    return x[train], y[train], x[test], y[test]
+
+
+def build_model(mean=0.0, std=1.0):
+    """A small CNN on [0, 1] pixels; the normalisation is part of the model (and its state_dict).
+
+    No BatchNorm or dropout: training and eval mode are the same function, so examples
+    crafted mid-training attack exactly the network that is learning from them.
+    """
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    return Classifier(net, mean=(mean,), std=(std,), name="digits_cnn")
+
+
+def make_attack(method, model, epsilon, training=False):
+    """Untargeted: labels are the classes to move away from.
+
+    For training, every step for every digit, as Goodfellow et al. and Madry et al. do
+    (stopping a digit at its first mistake would give examples barely across the
+    boundary), and no verdict on the result: the training step classifies it anyway.
+    """
+    options = dict(targeted=False, early_stop=not training, verify=not training)
+    if method == "fgsm":
+        return FGSM(model, epsilon, **options)
+    steps = TRAIN_PGD_STEPS if training else EVAL_PGD_STEPS
+    return PGD(model, epsilon, steps=steps, **options)
+
+
+def train_models(losses, x_train, epochs, seed):
+    """{name: batch_loss(model, batch) -> loss} -> {name: trained model}: the same initial
+    weights and the same batches for every model, so only the loss differs."""
+    # The data's own statistics, stored in the model, so attacks still see [0, 1] pixels.
+    mean, std = x_train.mean().item(), x_train.std().item()
+    models = {}
+    for name, loss in losses.items():
+        torch.manual_seed(seed)  # same initial weights
+        models[name] = train(build_model(mean, std), loss, len(x_train), epochs, seed, name)
+    return models
+
+
+def train(model, batch_loss, n, epochs, seed, name):
+    """Adam over `epochs` shuffled passes of indices 0..n-1; batch_loss(model, batch) -> loss."""
+    from tqdm import tqdm
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    generator = torch.Generator().manual_seed(seed)  # every model sees the same batches
+    for _ in tqdm(range(epochs), desc=f"training {name}", unit="epoch"):
+        for batch in torch.randperm(n, generator=generator).split(BATCH_SIZE):
+            loss = batch_loss(model, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    # From here on only attacks need gradients, and only with respect to the input.
+    return model.requires_grad_(False)
+
+
+def clean_loss(x, y):
+    return lambda model, batch: F.cross_entropy(model(x[batch]), y[batch])
+
+
+def accuracy(model, x, y):
+    with torch.inference_mode():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def evaluate(model, x, y, epsilons, name):
+    """{"FGSM": [...], "PGD": [...]}: accuracy on the attacked images, clean (epsilon 0) first."""
+    from tqdm import tqdm
+
+    clean = accuracy(model, x, y)
+    results = {"FGSM": [clean], "PGD": [clean]}
+    for epsilon in tqdm(epsilons, desc=f"attacking {name}", unit="epsilon"):
+        for attack in results:
+            result = make_attack(attack.lower(), model, epsilon)(x, y)
+            # The attack has classified each digit as attacked: accurate = not fooled.
+            results[attack].append(1 - result.success.float().mean().item())
+    return results
+
+
+def report(models, x_test, y_test, epsilons, seed, train_epsilon, title, output_dir, plot_name):
+    """Attack every model at every epsilon; print the table, save the plot and the weights."""
+    torch.manual_seed(seed)  # PGD starts at random points: same seed, same table
+    results = {name: evaluate(m, x_test, y_test, epsilons, name) for name, m in models.items()}
+    columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
+    rows = [
+        ["clean" if i == 0 else f"{epsilon:g}"]
+        + [f"{results[name][attack][i]:.1%}" for name, attack in columns]
+        for i, epsilon in enumerate([0, *epsilons])
+    ]
+    print(f"Accuracy on {len(y_test)} held-out digits, clean and under attack:")
+    print_table(["epsilon", *(f"{name} {attack}" for name, attack in columns)], rows)
+
+    curves = [
+        (f"{name} model, {attack}", results[name][attack], f"{color}o{style}")
+        for color, name in zip("br", results, strict=True)
+        for attack, style in (("FGSM", "--"), ("PGD", "-"))
+    ]
+    xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
+    plot = output_dir / plot_name
+    files = {
+        plot: curves_writer(curves, [0, *epsilons], plot, title, xlabel, "test accuracy", mark)
+    }
+    for name, model in models.items():
+        files[output_dir / f"digits_{name}.pth"] = lambda tmp, m=model: torch.save(
+            m.state_dict(), tmp
+        )
+    write_all(files)  # the plot and every model, or nothing
+    saved = ", ".join(path.name for path in files)
+    print(f"Saved {saved} in {output_dir}")

@@ -1,0 +1,104 @@
+"""Writing files safely: check every output before any work, then write all of them or none."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from utils.errors import UserError
+
+# Formats whose files read back exactly as written, so what is classified is what is saved.
+LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}
+PHOTO = {**LOSSLESS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def check_writable_dir(directory):
+    """Fail before any work if files cannot be written in `directory`.
+
+    A missing folder is fine when its nearest existing parent is writable: it is created
+    only when the first file is written, so a run that fails leaves no empty folder.
+    """
+    directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to folder {directory}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to folder {directory}: permission denied")
+
+
+def check_outputs(outputs, inputs):
+    """Fail before any work if an output would overwrite an input, another output, or a
+    folder, or cannot be written. `inputs` are files given (or found in folders given)."""
+    protected = {Path(path).resolve(): path for path in inputs if path is not None}
+    seen = {}
+    for output in map(Path, outputs):
+        resolved = output.resolve()
+        if resolved in protected:
+            source = protected[resolved]
+            raise UserError(
+                f"{source}: is an input and would be overwritten; choose another output"
+            )
+        if resolved in seen:
+            raise UserError(f"{output}: would be written twice in one run")
+        seen[resolved] = output
+        if output.is_dir():
+            raise UserError(f"{output}: is a folder, so this output cannot be written there")
+        check_writable_dir(output.parent)
+
+
+def check_suffix(path, suffixes, what):
+    """Fail before any work unless `path` ends in one of `suffixes` (any case)."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise UserError(f"{path}: save {what} as {' or '.join(suffixes)}")
+
+
+def check_image_output(path, formats=LOSSLESS):
+    """Fail before any work if `path` cannot be written as an image; return its format.
+
+    By default only lossless formats: the file must hold exactly the pixels that were judged.
+    """
+    check_suffix(path, list(formats), "the image")
+    check_writable_dir(Path(path).parent)
+    return formats[Path(path).suffix.lower()]
+
+
+def write_atomically(path, write):
+    """Call write(tmp_path), then move the finished file into place: no partial outputs."""
+    write_all({path: write})
+
+
+def write_all(writers):
+    """{path: write(tmp_path)}: write every file beside its destination first, then move
+    them all into place, so a failure leaves none of them (and no temporary) behind."""
+    done, moved = {}, []
+    path = None
+    try:
+        for path, write in writers.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+            os.close(fd)
+            done[path] = tmp
+            write(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary
+        for path in done:
+            if path.is_dir():
+                raise IsADirectoryError(21, "is a folder")
+        for path, tmp in done.items():
+            os.replace(tmp, path)
+            moved.append(path)
+    except OSError as err:
+        for path_moved in moved:
+            path_moved.unlink()
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        for tmp in done.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

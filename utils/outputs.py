@@ -1,0 +1,80 @@
+"""What step 5 writes for each image it fools: the adversarial PNG, the tutorial's r file and
+the comparison picture, planned and checked before any work, written all at once."""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import PngImagePlugin
+
+from utils.errors import UserError
+from utils.figures import amplified_difference, comparison_writer
+from utils.files import check_outputs, write_all
+from utils.images import image_writer, load_image_tensor
+from utils.labels import short_label
+from utils.models import device_of
+from utils.perturbations import perturbation_writer
+
+NAMES = ("adversarial.png", "adversarial_r.npy", "comparison.png")
+
+
+class Outputs(NamedTuple):
+    per_image: dict  # input path -> {name: output path}
+    summary: Path | None  # summary.csv, for many images
+
+
+def plan_outputs(paths, output_dir, one_image):
+    """Every output path of the run, checked before any work: none may overwrite an input
+    (or a file in a folder given as input), a folder, or another output."""
+    per_image, owners = {}, {}
+    for path in paths:
+        prefix = "" if one_image else f"{path.stem}_"
+        if prefix in owners:
+            raise UserError(
+                f"{owners[prefix]} and {path} would both be saved as "
+                f"{Path(output_dir) / (prefix + NAMES[0])}: rename one, or attack them apart"
+            )
+        owners[prefix] = path
+        per_image[path] = {name: Path(output_dir) / f"{prefix}{name}" for name in NAMES}
+    summary = None if one_image else Path(output_dir) / "summary.csv"
+    every = [file for files in per_image.values() for file in files.values()]
+    check_outputs(every + ([summary] if summary else []), paths)
+    return Outputs(per_image, summary)
+
+
+def linf_levels(x, adversarial):
+    """Largest change of any pixel channel, in 8-bit levels."""
+    return int(((adversarial - x).abs().max() * 255).round())
+
+
+def caption(probabilities):
+    """'goldfish 43%': the first name of the top label and its probability."""
+    index = int(probabilities.argmax())
+    return f"{short_label(index)} {probabilities[index]:.0%}"
+
+
+def save_outputs(model, x, adversarial, clean, final, files):
+    """Write the three files for one image x (1, 3, H, W) and its adversarial version
+    (on the CPU), all or none. The PNG records the model it was made on (a text chunk)."""
+    metadata = PngImagePlugin.PngInfo()
+    metadata.add_text("made on", model.name)
+    save_png = image_writer(adversarial, files["adversarial.png"], pnginfo=metadata)
+
+    def write_png(tmp):
+        save_png(tmp)
+        if not torch.equal(load_image_tensor(tmp), adversarial):  # the file must be what was judged
+            raise UserError(
+                f"{files['adversarial.png']}: reloaded image differs from the judged one"
+            )
+
+    # The tutorial's r lives in the model's normalised space.
+    device = device_of(model)
+    r = model.normalize(adversarial.to(device)) - model.normalize(x.to(device))
+    difference, gain = amplified_difference(x, adversarial)
+    panels = [
+        (x, f"original\n{caption(clean)}"),
+        (adversarial, f"adversarial (PNG)\n{caption(final)}"),
+        (difference, f"perturbation x{gain:.0f}\nmax {linf_levels(x, adversarial)}/255"),
+    ]
+    writers = [write_png, perturbation_writer(r), comparison_writer(panels)]
+    write_all(dict(zip((files[name] for name in NAMES), writers, strict=True)))

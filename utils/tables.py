@@ -1,0 +1,40 @@
+"""One table printer for every table the scripts print, and its CSV twin."""
+
+import csv
+
+from utils.files import write_atomically
+
+
+def format_table(header, rows):
+    """Lines of a plain-text table: columns padded to their widest cell; a column whose
+    cells are all numbers (such as 12, 0.35 or 98.3%) is right-aligned."""
+    table = [[str(cell) for cell in row] for row in [header, *rows]]
+    columns = list(zip(*table, strict=True))
+    widths = [max(map(len, column)) for column in columns]
+    numeric = [all(map(_is_number, column[1:])) for column in columns]
+    lines = []
+    for row in table:
+        cells = zip(row, widths, numeric, strict=True)
+        lines.append("  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in cells).rstrip())
+    return lines
+
+
+def print_table(header, rows):
+    for line in format_table(header, rows):
+        print(line)
+
+
+def save_csv(path, header, rows):
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as file:
+            csv.writer(file).writerows([header, *rows])
+
+    write_atomically(path, write)
+
+
+def _is_number(cell):
+    try:
+        float(cell.removesuffix("%"))
+    except ValueError:
+        return cell == ""
+    return True
