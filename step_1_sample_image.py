@@ -1,5 +1,7 @@
 """Step 1: get a photo to experiment on, with no download: scikit-image ships a few."""
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 from pathlib import Path
 
 from PIL import Image

@@ -1,5 +1,7 @@
 """Step 2: ask a pretrained ImageNet classifier what is in an image (or in many)."""
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 from pathlib import Path
 
 import torch

@@ -4,6 +4,8 @@ As in the tutorial, r lives in the model's normalised space: the adversarial ima
 inverse_normalize(normalize(x) + r), saved as an 8-bit PNG and classified as saved.
 """
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 from pathlib import Path
 
 import torch

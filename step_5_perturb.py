@@ -1,8 +1,9 @@
 """Step 5: craft a perturbation that makes the network see a goldfish (or any target).
 
 The tutorial's SGD attack, bugs fixed: epsilon in pixels, r projected after each step, the
-image kept valid, success judged on the 8-bit PNG saved. Several images or a folder: all.
-"""
+image kept valid, success judged on the 8-bit PNG saved. Several images or a folder: all."""
+
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
 
 import functools
 from pathlib import Path
@@ -31,8 +32,7 @@ def parse_args(argv):
     add("--epsilon", type=cli.pixel_amount, default=2 / 255, help="L-inf bound, e.g. 2/255")
     add("--steps", type=cli.int_in(1, 10_000), default=30, help="budget, 1..10000 (default 30)")
     add("--lr", type=cli.positive_float, help="sgd: 0.1 by default; pgd: epsilon/4 by default")
-    qualities = cli.list_of(cli.jpeg_quality)
-    add("--through-jpeg", type=qualities, default=(), help="survive JPEG at these qualities too")
+    add("--through-jpeg", type=cli.list_of(cli.jpeg_quality), default=(), help="survive JPEG too")
     add("--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="pgd's random start")
     add("--output-dir", type=Path, default=Path("outputs"))
     add("--batch-size", type=cli.int_in(1, 1024), default=8, help="images per batch, 1..1024")
@@ -65,7 +65,7 @@ def main(argv=None):
     outputs = plan_outputs(paths, args.output_dir, one_image)
     summary = Summary("image", "original", "final", "success", "steps", "linf_levels", "note")
     unreadable = functools.partial(summary.add, success="no", note="not a readable image")
-    batches = image_batches(paths, args.batch_size, "attacking", lambda p: unreadable(image=p))
+    batches = image_batches(paths, args.batch_size, "attacking", on_error=unreadable)
     if one_image:  # a bad file fails before the model loads
         batches = [{paths[0]: load_image_tensor(paths[0])}]
     with timer("model load"):

@@ -3,6 +3,8 @@
 --sweep tries many qualities, --original shows what the defense costs on the clean image,
 --defense tries two other squeezers (Xu et al. 2018): fewer bits and a median filter."""
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 from pathlib import Path
 
 import torch
@@ -43,15 +45,14 @@ def main(argv=None):
     what = "the plot" if args.sweep else f"the image after {defense.name}"
     check_suffix(output, PLOT_SUFFIXES if args.sweep else defense.suffixes, what)
     check_outputs([output], [args.image, args.original, args.weights])
-    x = load_image_tensor(args.image)
-    images = [x] if args.original is None else [x, load_image_tensor(args.original)]
+    images = [load_image_tensor(p) for p in (args.image, args.original) if p is not None]
     model = load_model(args.model, args.weights, pick_device(args.device))
     if args.sweep:
         return sweep(args, defense, strengths, torch.cat(images), model, output)
 
     (strength,) = strengths
     # The file written is what gets classified: for JPEG, the very bytes on disk.
-    squeezed = [defense.save(x, output, strength)]
+    squeezed = [defense.save(images[0], output, strength)]
     if args.original is not None:
         squeezed.append(defense.apply(images[1], strength))
     probabilities = predict(model, torch.cat(images + squeezed)).view(2, len(images), -1)

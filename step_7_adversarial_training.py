@@ -6,6 +6,8 @@ initial weights and batches) learn here: one on clean digits, one on half clean,
 adversarial batches. Both are then attacked on held-out digits with FGSM and PGD.
 """
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 import torch
 import torch.nn.functional as F
 

@@ -6,6 +6,8 @@ smoothness term on all training digits as well, whose labels it never reads (vat
 split, initial weights and labelled batches; both are then attacked like step 7's models.
 """
 
+import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+
 import torch
 import torch.nn.functional as F
 

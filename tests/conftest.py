@@ -4,8 +4,10 @@ and two ways to run a numbered script: in-process (fast) and as a learner would 
 import contextlib
 import io
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -109,3 +111,24 @@ def assert_clean_error(result, *fragments):
 def files_in(folder):
     """Every file below `folder` (none if it does not exist)."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file())
+
+
+def decompression_bomb(path, side=20000):
+    """A valid 1-bit PNG of side x side black pixels: ~50 kB on disk, 400 MP to decode.
+
+    Written chunk by chunk with zlib, since Image.new("1", ...) would hold 400 MB in memory.
+    """
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the packed bits
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+    if side * side > 2 * Image.MAX_IMAGE_PIXELS:
+        with pytest.raises(Image.DecompressionBombError):  # Pillow refuses to open it at all
+            Image.open(path)

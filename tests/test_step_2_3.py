@@ -3,14 +3,20 @@
 import hashlib
 import pickle
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import LITE0, assert_clean_error, call, run_script, succeeded, tutorial_file
+from conftest import (
+    LITE0,
+    assert_clean_error,
+    call,
+    decompression_bomb,
+    run_script,
+    succeeded,
+    tutorial_file,
+)
 from PIL import Image
 from torch import nn
 
@@ -180,27 +186,6 @@ def test_the_tutorials_resnet18_examples_do_not_fool_the_offline_model(name):
 # --- bad inputs: one line on stderr, nothing written, inputs untouched -----------------------
 
 
-def decompression_bomb(path, side=20000):
-    """A valid 1-bit PNG of side x side black pixels: ~50 kB on disk, 400 MP to decode.
-
-    Written chunk by chunk with zlib, since Image.new("1", ...) would hold 400 MB in memory.
-    """
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the packed bits
-    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-    )
-    assert side * side > 2 * Image.MAX_IMAGE_PIXELS
-    with pytest.raises(Image.DecompressionBombError):  # Pillow refuses to open it at all
-        Image.open(path)
-
-
 @pytest.fixture(scope="module")
 def bad_images(coffee, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad_images")
@@ -272,7 +257,7 @@ def assert_step_3_fails_cleanly(tmp_path, image, perturbation, *args, fragments,
 
 BAD_IMAGE_PROBLEMS = {
     "missing": "no such file",
-    "folder": "is a folder, not an image",
+    "folder": "is a folder, not a file",
     "not-an-image": "not an image file Pillow can read",
     "truncated": "truncated or corrupt image",
     "bomb": "too many pixels",

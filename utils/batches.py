@@ -13,12 +13,16 @@ def list_images(paths):
     """Expand folders into their files (sorted, hidden files skipped); keep files as given."""
     files = []
     for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
+        try:
+            if path.is_dir():
+                found = (p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+                files += sorted(found)
+            elif path.exists():
+                files.append(path)
+            else:
+                raise UserError(f"{path}: no such file or folder")
+        except OSError as err:  # e.g. a name longer than the system allows, an unreadable folder
+            raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
     if not files:
         raise UserError(f"no files found in {', '.join(map(str, paths))}")
     return files

@@ -5,6 +5,8 @@ Library modules never import this one; the scripts do.
 
 import argparse
 import math
+import os
+import signal
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -20,15 +22,28 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main, argv=None):
-    """Call main(argv); turn a UserError into one `error: ...` line on stderr and its exit code."""
+    """Call main(argv); turn a UserError into one `error: ...` line on stderr and its exit
+    code, Ctrl-C into one `interrupted` line (status 130), a closed stdout (`| head`) into
+    a quiet exit. File names the terminal cannot encode are printed with replacements."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    # From here Ctrl-C raises KeyboardInterrupt, so files being written are cleaned up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main(argv)
+        sys.stdout.flush()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of stdout is gone: nothing more can be shown; Python would otherwise
+        # fail again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def add_model_arguments(parser, device=True):

@@ -1,6 +1,7 @@
 """Writing files safely: check every output before any work, then write all of them or none."""
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,24 @@ LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm
 PHOTO = {**LOSSLESS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
+def check_input_file(path, what="file"):
+    """Fail unless `path` is a regular, readable file: not a folder, FIFO or device (which
+    could hang a reader), nor a name the system refuses. `what` names it in messages."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read this {what} ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: is not a regular file (a pipe or a device?)")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: permission denied")
+
+
 def check_writable_dir(directory):
     """Fail before any work if files cannot be written in `directory`.
 
@@ -19,8 +38,11 @@ def check_writable_dir(directory):
     """
     directory = Path(directory)
     existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as err:  # e.g. a name longer than the system allows
+        raise UserError(f"cannot write to folder {directory}: {err.strerror or err}") from None
     if not existing.is_dir():
         raise UserError(f"cannot write to folder {directory}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -33,6 +55,10 @@ def check_outputs(outputs, inputs):
     protected = {Path(path).resolve(): path for path in inputs if path is not None}
     seen = {}
     for output in map(Path, outputs):
+        try:
+            is_folder = output.is_dir()
+        except OSError as err:  # e.g. a name longer than the system allows
+            raise UserError(f"{output}: cannot be written ({err.strerror or err})") from None
         resolved = output.resolve()
         if resolved in protected:
             source = protected[resolved]
@@ -42,7 +68,7 @@ def check_outputs(outputs, inputs):
         if resolved in seen:
             raise UserError(f"{output}: would be written twice in one run")
         seen[resolved] = output
-        if output.is_dir():
+        if is_folder:
             raise UserError(f"{output}: is a folder, so this output cannot be written there")
         check_writable_dir(output.parent)
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.errors import UserError
-from utils.files import check_image_output, write_atomically
+from utils.files import check_image_output, check_input_file, write_atomically
 
 SIZE = 224
 MAX_ASPECT = 16
@@ -22,17 +22,16 @@ SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 def load_image(path):
     """Open any image Pillow reads as an RGB PIL image, EXIF orientation applied."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not an image")
+    check_input_file(path)
     try:
-        with warnings.catch_warnings(), Image.open(path) as img:
-            # Pillow only warns between its limit and twice its limit: refuse those too.
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice its limit: refuse those too. Every
+            # other warning (a bad EXIF tag, say) is Pillow coping, not the learner's business.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            with Image.open(path) as img:
+                img.load()
+                return _to_rgb(ImageOps.exif_transpose(img), path)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -40,20 +39,37 @@ def load_image(path):
             f"{path}: too many pixels (over Pillow's decompression-bomb limit "
             f"of {Image.MAX_IMAGE_PIXELS} pixels)"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise UserError(f"{path}: truncated or corrupt image ({err})") from None
+    except UserError:
+        raise
+    except MemoryError:
+        raise UserError(f"{path}: too large to decode in this machine's memory") from None
+    except Exception as err:  # decoders raise many types for a corrupt file: all mean that
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise UserError(f"{path}: truncated or corrupt image ({reason})") from None
 
 
-def _to_rgb(img):
-    if img.mode in SIXTEEN_BIT_MODES:
-        # Pillow's convert() would clip 16-bit values at 255; scale them instead.
-        levels = np.asarray(img, dtype=np.float64) / 257.0
-        img = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+def _to_rgb(img, path):
+    if img.mode in SIXTEEN_BIT_MODES or img.mode == "F":
+        img = Image.fromarray(_deep_levels_to_uint8(img, path))
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         # Transparent pixels are shown on white, as an image viewer would.
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return img.convert("RGB")
+
+
+def _deep_levels_to_uint8(img, path):
+    """16-bit, 32-bit integer and float images as 8-bit levels, scaled, never clipped
+    (Pillow's convert() would clip them at 255): integers must fit 16 bits (0..65535),
+    floats must lie in [0, 1]; anything else is refused rather than guessed."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise UserError(f"{path}: a float image must hold values in [0, 1]")
+        return np.rint(values * 255).astype(np.uint8)
+    if values.min() < 0 or values.max() > 65535:
+        raise UserError(f"{path}: a 32-bit integer image must hold values in 0..65535")
+    return np.rint(values / 257).astype(np.uint8)
 
 
 def resize_and_crop(image, size=SIZE):

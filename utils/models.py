@@ -8,6 +8,7 @@ import contextlib
 import functools
 import itertools
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from utils.errors import UserError
+from utils.files import check_input_file
 
 MODELS = ("resnet18", "efficientnet_lite0", "auto")
 # The input normalisation EfficientNet-Lite0 was trained with (the TF-Lite model's 127/128).
@@ -177,14 +179,19 @@ def _efficientnet_lite0(weights_file):
 
 def _load_state_dict(net, path, model_name):
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such weights file")
+    check_input_file(path, "weights file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a file: our one line instead
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean the same
-        reason = str(err).strip().splitlines()[0][:120]
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise UserError(f"{path}: not a PyTorch state_dict file ({reason})") from None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+    if not (
+        isinstance(state, dict)
+        and all(isinstance(key, str) for key in state)
+        and all(torch.is_tensor(value) for value in state.values())
+    ):
         raise UserError(f"{path}: holds no state_dict (a mapping of names to tensors)")
     expected = net.state_dict()
     missing = sorted(expected.keys() - state.keys())
@@ -195,6 +202,9 @@ def _load_state_dict(net, path, model_name):
             f"{missing[:2]}, {len(unexpected)} unexpected keys {unexpected[:2]}"
         )
     for key, tensor in state.items():
+        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_complex():
+            kind = "complex" if tensor.is_complex() else "meta" if tensor.is_meta else "sparse"
+            raise UserError(f"{path}: {key} is a {kind} tensor; weights are dense real numbers")
         if tensor.shape != expected[key].shape:
             raise UserError(
                 f"{path}: weights do not fit {model_name}: {key} has shape "
@@ -207,4 +217,3 @@ def _load_state_dict(net, path, model_name):
 def predict(model, x):
     """Class probabilities, shape (N, 1000), for pixels x in [0, 1] (no autograd graph)."""
     return model(x.to(device_of(model))).softmax(dim=1).cpu()
-

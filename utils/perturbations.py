@@ -6,31 +6,56 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
+from utils.files import check_input_file
 from utils.images import SIZE
 
 SHAPES = ((1, 3, SIZE, SIZE), (3, SIZE, SIZE))
 
 
 def load_perturbation(path):
-    """Read r from an .npy file, checked: float, finite, shape (1|-, 3, 224, 224)."""
+    """Read r from an .npy file, checked: float, finite, shape (1|-, 3, 224, 224).
+
+    The header is checked before the data is read, so a small file that claims a huge
+    shape allocates nothing; pickled objects are never loaded (they can run code).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such perturbation file")
-    try:  # never allow_pickle: an .npy file can carry arbitrary code
-        r = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        if "allow_pickle" in str(err):  # numpy's advice to load unsafely: not for a learner
-            err = "no .npy header, or pickled objects, which are never loaded"
-        raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
-    if not isinstance(r, np.ndarray):
-        raise UserError(f"{path}: holds an .npz archive, not a single .npy array")
-    if not np.issubdtype(r.dtype, np.floating):
-        raise UserError(f"{path}: perturbation must be a float array, got dtype {r.dtype}")
-    if r.shape not in SHAPES:
-        raise UserError(f"{path}: perturbation shape is {r.shape}, expected (1, 3, 224, 224)")
+    check_input_file(path, "perturbation file")
+    with open(path, "rb") as file:
+        if file.read(4) == b"PK\x03\x04":
+            raise UserError(f"{path}: holds an .npz archive, not a single .npy array")
+        file.seek(0)
+        try:
+            shape, dtype = _read_header(file)
+        except (ValueError, OSError, EOFError) as err:
+            raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
+        if dtype.hasobject:
+            raise UserError(f"{path}: not a NumPy .npy array of numbers (pickled objects)")
+        if not np.issubdtype(dtype, np.floating):
+            raise UserError(f"{path}: perturbation must be a float array, got dtype {dtype}")
+        if shape not in SHAPES:
+            raise UserError(f"{path}: perturbation shape is {shape}, expected (1, 3, 224, 224)")
+        file.seek(0)
+        try:
+            r = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: refused below
+        r = r.astype(np.float32)
     if not np.isfinite(r).all():
-        raise UserError(f"{path}: perturbation holds NaN or infinite values")
-    return torch.from_numpy(r.astype(np.float32)).reshape(SHAPES[0])
+        raise UserError(f"{path}: perturbation holds NaN or infinite values (after float32)")
+    return torch.from_numpy(r).reshape(SHAPES[0])
+
+
+def _read_header(file):
+    """(shape, dtype) from an .npy header, without reading the data."""
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
 
 
 def perturbation_writer(r):

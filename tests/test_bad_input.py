@@ -1,0 +1,293 @@
+"""Unusual and hostile input, as a fuzzer found it: each case gets one clean line (or is read
+right), leaves no output behind and its inputs untouched; the loader never fails otherwise."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import (
+    LITE0,
+    ROOT,
+    assert_clean_error,
+    call,
+    decompression_bomb,
+    files_in,
+    run_script,
+    succeeded,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import step_2_pretrained
+import step_3_adversarial
+import step_5_perturb
+import step_6_defense
+import step_7_adversarial_training
+from utils.errors import UserError
+from utils.images import load_image, load_image_tensor
+
+
+def test_an_image_between_pillows_limit_and_twice_it_is_refused(tmp_path):
+    bomb = tmp_path / "big.png"
+    decompression_bomb(bomb, side=10_000)  # 100 MP: Pillow itself would only warn
+    assert Image.MAX_IMAGE_PIXELS < 10_000**2 < 2 * Image.MAX_IMAGE_PIXELS
+    result = call(step_2_pretrained, bomb, *LITE0)
+    assert_clean_error(result, str(bomb), "too many pixels")
+
+
+def test_a_decoder_raising_anything_is_a_clean_error_and_a_folder_goes_on(
+    photos, tmp_path, monkeypatch
+):
+    """A fuzzed AVIF made Pillow's decoder raise RuntimeError."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name].read_bytes())
+    real_load = Image.Image.load
+
+    def load(image):
+        if str(getattr(image, "filename", "")).endswith("coffee.png"):
+            raise RuntimeError("decoder error: bad box")
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", load)
+    with pytest.raises(UserError, match=r"coffee\.png: truncated or corrupt image"):
+        load_image(folder / "coffee.png")
+    result = call(step_2_pretrained, folder, *LITE0)
+    assert result.returncode == 2 and "coffee.png: truncated or corrupt" in result.stderr
+    assert str(folder / "rocket.png") in result.stdout  # the rest went on
+
+
+@pytest.mark.parametrize("where", ["image", "--original"])
+def test_a_fifo_is_refused_at_once(photos, tmp_path, where):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    args = [fifo] if where == "image" else [photos["coffee"], "--original", fifo]
+    result = call(step_6_defense, *args, *LITE0, "--output", tmp_path / "out.jpg")
+    assert_clean_error(result, str(fifo), "is not a regular file")
+
+
+def test_a_file_name_too_long_for_the_system(tmp_path):
+    long = tmp_path / ("a" * 300 + ".png")
+    assert_clean_error(call(step_2_pretrained, long, *LITE0), "File name too long")
+    out = ["--output", tmp_path / ("b" * 300 + ".jpg")]
+    assert_clean_error(call(step_6_defense, long, *LITE0, *out), "File name too long")
+
+
+def test_float_images_in_0_1_are_read_right_and_others_refused(tmp_path):
+    ramp = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "float.tif")
+    rgb = np.asarray(load_image(tmp_path / "float.tif"))
+    np.testing.assert_array_equal(rgb[..., 0], np.rint(ramp * 255).astype(np.uint8))
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "float255.tif")
+    with pytest.raises(UserError, match="float image must hold values in"):
+        load_image(tmp_path / "float255.tif")
+
+
+def test_32_bit_integer_images_are_scaled_or_refused(tmp_path):
+    levels = np.array([[0, 257, 65535]], dtype=np.int32)
+    Image.fromarray(levels, mode="I").save(tmp_path / "deep.tif")
+    assert np.asarray(load_image(tmp_path / "deep.tif"))[0, :, 0].tolist() == [0, 1, 255]
+    Image.fromarray(levels * 1000, mode="I").save(tmp_path / "deeper.tif")
+    with pytest.raises(UserError, match=r"32-bit integer image must hold values in 0\.\.65535"):
+        load_image(tmp_path / "deeper.tif")
+
+
+def npy_header(shape, dtype="<f8"):
+    """A valid .npy header that claims `shape`, with no data after it."""
+    buffer = io.BytesIO()
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(npy_header((100_000, 100_000, 100_000))), "shape is (100000,"),
+        (lambda p: p.write_bytes(npy_header((1, 3, 224, 224))), "not a NumPy .npy array"),
+        (lambda p: np.save(p, np.full((1, 3, 224, 224), 1e300)), "NaN or infinite"),
+        (lambda p: p.write_bytes(b""), "not a NumPy .npy array"),
+    ],
+    ids=["huge-shape", "no-data", "float64-overflow", "empty"],
+)
+def test_bad_perturbation_files(coffee, tmp_path, make, message):
+    r = tmp_path / "r.npy"
+    make(r)
+    assert len(r.read_bytes()) < 2_000_000
+    out = tmp_path / "out" / "adversarial.png"
+    result = call(step_3_adversarial, coffee, *LITE0, "--perturbation", r, "--output", out)
+    assert_clean_error(result, str(r), message)
+    assert not out.parent.exists()
+
+
+def weights_files(folder):
+    state = torchvision.models.resnet18().state_dict()
+    files = {"empty": b"", "int-keys": {1: torch.zeros(1)}}
+    files["complex"] = {**state, "fc.bias": torch.zeros(1000, dtype=torch.complex64)}
+    files["sparse"] = {**state, "fc.weight": state["fc.weight"].to_sparse()}
+    files["meta"] = {**state, "fc.bias": torch.empty(1000, device="meta")}
+    paths = {}
+    for name, content in files.items():
+        paths[name] = folder / f"{name}.pth"
+        if isinstance(content, bytes):
+            paths[name].write_bytes(content)
+        else:
+            torch.save(content, paths[name])
+    return paths
+
+
+WEIGHTS_PROBLEMS = {
+    "empty": "not a PyTorch state_dict file",
+    "int-keys": "holds no state_dict",
+    "complex": "fc.bias is a complex tensor",
+    "sparse": "fc.weight is a sparse tensor",
+    "meta": "fc.bias is a meta tensor",
+}
+
+
+def test_bad_weights_files(coffee, tmp_path):
+    for name, path in weights_files(tmp_path).items():
+        result = call(step_2_pretrained, coffee, "--model", "resnet18", "--weights", path)
+        assert_clean_error(result, str(path), WEIGHTS_PROBLEMS[name])
+        assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epsilon=1e400"], "--epsilon"),
+        (["--steps", "100000000000000000000"], "--steps: must be from 1 to 10000"),
+        (["--method", "pgd", "--seed", "18446744073709551616"], "--seed: must be from 0 to"),
+        (["--lr", "nan"], "--lr: must be a finite number > 0"),
+        (["--lr", "inf"], "--lr: must be a finite number > 0"),
+        (["--batch-size", "100000"], "--batch-size: must be from 1 to 1024"),
+    ],
+)
+def test_numbers_out_of_range(coffee, tmp_path, args, message):
+    result = call(step_5_perturb, coffee, *LITE0, *args, "--output-dir", tmp_path / "out")
+    assert_clean_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_untargeted_failure_reports_how_far_from_the_original_it_got(coffee, tmp_path):
+    args = ["--untargeted", "--method", "fgsm", "--output-dir", tmp_path / "out"]
+    result = call(step_5_perturb, coffee, *LITE0, *args)
+    assert_clean_error(result, "best probability of anything but espresso: ")
+    best = float(result.stderr.split("anything but espresso: ")[1].split(")")[0])
+    assert 0.5 < best < 1  # clean, p(espresso) is 0.94: the step took it far, not far enough
+
+
+def test_step_7_refuses_an_output_that_is_a_folder_before_training(tmp_path):
+    (tmp_path / "robustness.png").mkdir()
+    result = call(step_7_adversarial_training, "--output-dir", tmp_path)
+    assert_clean_error(result, "robustness.png: is a folder")
+    assert files_in(tmp_path) == []
+
+
+def test_ctrl_c_during_the_attack_exits_130_with_one_line_and_no_files(
+    coffee, tmp_path, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(step_5_perturb, "save_outputs", interrupted)
+    result = call(step_5_perturb, coffee, *LITE0, "--output-dir", tmp_path / "out")
+    assert result.returncode == 130 and result.stderr == "interrupted\n"
+    assert files_in(tmp_path) == []
+
+
+def test_ctrl_c_while_pytorch_loads_exits_130_with_one_line(coffee):
+    process = subprocess.Popen(
+        [sys.executable, "step_2_pretrained.py", coffee, *LITE0],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # inside `import torch`, which takes seconds
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err == "interrupted\n" and out == ""
+
+
+def test_stdout_closed_early_and_names_the_terminal_cannot_encode(photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name].read_bytes())
+    odd = os.fsdecode(b"caf\xe9.png")  # not valid UTF-8: Python holds it as a surrogate
+    (folder / odd).write_bytes(photos["coffee"].read_bytes())
+    listing = run_script("step_2_pretrained.py", folder, *LITE0)
+    lines = succeeded(listing)
+    assert any("caf?.png" in line for line in lines), lines
+    process = subprocess.Popen(
+        [sys.executable, "step_2_pretrained.py", folder, *LITE0],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.readline()  # like `| head -1`
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+PIL_MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr", "HSV"]
+FORMATS = {
+    "PNG": ".png",
+    "TIFF": ".tif",
+    "JPEG": ".jpg",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "WEBP": ".webp",
+}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=2000),
+        st.tuples(
+            st.sampled_from(PIL_MODES),
+            st.integers(1, 40),
+            st.integers(1, 40),
+            st.sampled_from(sorted(FORMATS)),
+            st.binary(min_size=1, max_size=64),
+            st.one_of(st.just(0), st.integers(1, 200)),  # bytes cut off the end
+        ),
+    )
+)
+def test_the_loader_gives_a_valid_crop_or_a_user_error(tmp_path, data):
+    path = tmp_path / "input"
+    if isinstance(data, bytes):
+        path.write_bytes(data)  # random bytes
+    else:
+        mode, width, height, image_format, noise, cut = data
+        image = Image.frombytes(mode, (width, height), noise * (4 * width * height * 4))
+        buffer = io.BytesIO()
+        try:
+            image.save(buffer, format=image_format)
+        except (OSError, ValueError, KeyError):
+            return  # Pillow cannot write this mode in this format: nothing to read back
+        encoded = buffer.getvalue()
+        path.write_bytes(encoded[: len(encoded) - cut] if cut < len(encoded) else encoded)
+    try:
+        x = load_image_tensor(path)
+    except UserError as err:
+        assert str(err).startswith(f"{path}: ")
+        return
+    assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
