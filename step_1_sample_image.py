@@ -8,22 +8,19 @@ from PIL import Image
 
 from utils.cli import ArgumentParser, run
 from utils.files import PHOTO, check_image_output, check_outputs, write_atomically
-
-SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
+from utils.samples import PHOTOS, sample_pixels
 
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--name", choices=SAMPLES, default="coffee", help="which sample photo")
+    parser.add_argument("--name", choices=list(PHOTOS), default="coffee", help="which photo")
     parser.add_argument("--output", type=Path, help="where to save it (default: assets/NAME.png)")
     args = parser.parse_args(argv)
 
     output = args.output or Path("assets") / f"{args.name}.png"
     image_format = check_image_output(output, PHOTO)
     check_outputs([output], [])
-    from skimage import data  # here: a bad --output fails before this slow import
-
-    image = Image.fromarray(getattr(data, args.name)())
+    image = Image.fromarray(sample_pixels(args.name))
     write_atomically(output, lambda tmp: image.save(tmp, format=image_format))
     print(f"Saved scikit-image's '{args.name}' photo to {output} ({image.width}x{image.height})")
 

@@ -17,7 +17,7 @@ from utils.defenses import jpeg
 from utils.errors import AttackFailed, UserError
 from utils.images import load_image_tensor
 from utils.labels import class_index, label
-from utils.models import load_model, pick_device, predict
+from utils.models import load_models, pick_device, predict
 from utils.outputs import linf_levels, plan_outputs, save_outputs
 from utils.timing import Timer
 
@@ -37,18 +37,18 @@ def parse_args(argv):
     add("--output-dir", type=Path, default=Path("outputs"))
     add("--batch-size", type=cli.int_in(1, 1024), default=8, help="images per batch, 1..1024")
     add("--timing", action="store_true", help="print where the time went")
-    cli.add_model_arguments(parser)
+    cli.add_model_arguments(parser, ensemble=True)
     return parser.parse_args(argv)
 
 
-def make_attack(args, model, on_step):
+def make_attack(args, models, on_step):
     through_jpeg = [functools.partial(jpeg, quality=quality) for quality in args.through_jpeg]
     options = dict(targeted=not args.untargeted, on_step=on_step, defenses=through_jpeg)
     if args.method == "sgd":
-        return TutorialSGD(model, args.epsilon, args.steps, lr=args.lr or 0.1, **options)
+        return TutorialSGD(models, args.epsilon, args.steps, lr=args.lr or 0.1, **options)
     if args.method == "pgd":
-        return PGD(model, args.epsilon, args.steps, step_size=args.lr, seed=args.seed, **options)
-    return FGSM(model, args.epsilon, **options)
+        return PGD(models, args.epsilon, args.steps, step_size=args.lr, seed=args.seed, **options)
+    return FGSM(models, args.epsilon, **options)
 
 
 def print_progress(step, cross_entropy, predicted):
@@ -68,12 +68,12 @@ def main(argv=None):
     batches = image_batches(paths, args.batch_size, "attacking", on_error=unreadable)
     if one_image:  # a bad file fails before the model loads
         batches = [{paths[0]: load_image_tensor(paths[0])}]
-    with timer("model load"):
-        model = load_model(args.model, args.weights, pick_device(args.device))
-    attack = make_attack(args, model, print_progress if one_image else None)
+    with timer("model load"):  # several models: an ensemble, fooled only when all of them are
+        models = load_models(args.model, args.weights, pick_device(args.device))
+    attack = make_attack(args, models, print_progress if one_image else None)
     with timer("attack and outputs"):
         for images in batches:
-            attack_batch(args, model, attack, images, target, outputs, summary, one_image)
+            attack_batch(args, models, attack, images, target, outputs, summary, one_image)
     if not one_image:
         summary.report(outputs.summary)
         if failed := summary.count("success", "no"):
@@ -81,10 +81,10 @@ def main(argv=None):
     timer.report()
 
 
-def attack_batch(args, model, attack, images, target, outputs, summary, story):
+def attack_batch(args, models, attack, images, target, outputs, summary, story):
     """The one path every image takes: predict, attack, judge the saved PNG, save."""
     x = torch.cat(list(images.values()))
-    clean = predict(model, x)
+    clean = predict(models[0], x)  # an ensemble's first model: the classes printed
     original = clean.argmax(1)
     if story and target == original[0]:
         raise UserError(f"{next(iter(images))} is already {label(target)}: pick another --target")
@@ -93,9 +93,9 @@ def attack_batch(args, model, attack, images, target, outputs, summary, story):
     labels = original if target is None else torch.full_like(original, target)
     result = attack(x, labels)
     for i, path in enumerate(images):
-        final, adversarial = result.probabilities[i].cpu(), result.adversarial[i : i + 1].cpu()
+        final, x_adv = result.probabilities[i].cpu(), result.adversarial[i : i + 1].cpu()
         fooled = bool(result.success[i]) and target != original[i]
-        steps, linf = int(result.steps[i]), linf_levels(x[i], adversarial)
+        steps, linf = int(result.steps[i]), linf_levels(x[i], x_adv)
         if story and not fooled:
             wanted = label(target) if target is not None else f"anything but {label(original[i])}"
             best = f"best probability of {wanted}: {result.best_probability[i]:.3f}"
@@ -103,7 +103,7 @@ def attack_batch(args, model, attack, images, target, outputs, summary, story):
             hint = "try --method sgd or pgd, more --steps, a larger --epsilon or --lr"
             raise AttackFailed(f"no adversarial image within {budget} ({best}); {hint}")
         if fooled:
-            save_outputs(model, x[i], adversarial, clean[i], final, outputs.per_image[path])
+            save_outputs(models, x[i], x_adv, clean[i], final, outputs.per_image[path], target)
         if story:
             jpeg = ", ".join(map(str, args.through_jpeg))
             also = f", and still after JPEG at quality {jpeg}" if jpeg else ""

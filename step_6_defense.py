@@ -112,7 +112,7 @@ def sweep(args, defense, strengths, images, model, output):
         curves.append((f"original: {short_label(true)}", probabilities[1:, 1, true], "o--"))
     print_table(header, rows)
     title = f"{defense.name} vs {args.image.name} ({model.name})"
-    plot = curves_writer(curves, strengths, output, title, defense.axis, "probability")
+    plot = curves_writer([(title, curves)], strengths, output, defense.axis, "probability")
     write_atomically(output, plot)
 
 

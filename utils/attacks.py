@@ -6,7 +6,9 @@ Every attack here works on what can really be saved: each step the model sees th
 are applied in the forward pass the same way (BPDA, Athalye et al. 2018), so an
 attacker who knows about e.g. JPEG compression can optimise through it.
 
-The model is any nn.Module that takes pixels in [0, 1] and returns logits.
+The model is any nn.Module that takes pixels in [0, 1] and returns logits, or a list of
+them: an ensemble, whose loss is the mean of its members' losses and which is fooled only
+when every member is (Liu et al. 2017: examples made on an ensemble transfer better).
 """
 
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ class AttackResult:
     adversarial: torch.Tensor  # (N, 3, H, W), on the 8-bit grid, within epsilon of x
     success: torch.Tensor  # (N,) bool: every view of the image is classified as wanted
     steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
-    probabilities: torch.Tensor  # (N, classes) for the adversarial image as saved
+    probabilities: torch.Tensor  # (N, classes) for the adversarial image as saved (first model)
     best_probability: torch.Tensor  # (N,) best probability of success reached on the way
     # success, probabilities and best_probability are None when the attack ran with verify=False
 
@@ -55,6 +57,7 @@ class Attack:
     """Base class: the loop, the projection and the success test; subclasses give the step.
 
     targeted: `labels` are the classes to reach; otherwise the classes to move away from.
+    model: an nn.Module on [0, 1] pixels that returns logits, or a list of them (an ensemble).
     defenses: extra views of the image (e.g. JPEG at quality 75) that must be fooled too.
     on_step(step, cross_entropy, predictions): called after each forward, per-image values
     (cross-entropy to `labels`: falls when targeted, rises when untargeted).
@@ -77,7 +80,7 @@ class Attack:
     ):
         if early_stop and not verify:
             raise ValueError("early stopping needs verify=True: it stops on the verdict")
-        self.model = model
+        self.models = list(model) if isinstance(model, (list, tuple)) else [model]
         self.epsilon = epsilon
         self.steps = steps
         self.targeted = targeted
@@ -88,7 +91,7 @@ class Attack:
 
     def __call__(self, x, labels):
         """Attack the images x (N, 3, H, W); returns an AttackResult."""
-        device = device_of(self.model)
+        device = device_of(self.models[0])
         x, labels = x.to(device), labels.to(device)
         delta = self.project(x, self.init_delta(x))
         self.start(delta)
@@ -96,8 +99,8 @@ class Attack:
         for step in range(self.steps):
             delta.requires_grad_(True)
             x_saved = straight_through(x + delta, quantize)  # the image rounded to 8 bits
-            logits = self.classify(x_saved)  # (views, N, classes)
-            cross_entropy = self.cross_entropy(logits, labels)  # (N,), mean over the views
+            logits = self.classify(x_saved)  # (models x views, N, classes)
+            cross_entropy = self.cross_entropy(logits, labels)  # (N,): the mean over them
             if scoreboard.record(step, x_saved, logits, cross_entropy):
                 return scoreboard.result()  # early stop: every image is fooled
             loss = cross_entropy if self.targeted else -cross_entropy  # to minimise
@@ -120,10 +123,12 @@ class Attack:
         return (x + delta.clamp(-self.epsilon, self.epsilon)).clamp_(0, 1).sub_(x)
 
     def classify(self, x_saved):
-        """Logits of every view: the image as saved, then each defense applied to it."""
+        """Logits of every view (the image as saved, then each defense applied to it) by
+        every model: (models x views, N, classes), each must be fooled."""
         views = [x_saved, *(straight_through(x_saved, defense) for defense in self.defenses)]
         batch = views[0] if len(views) == 1 else torch.cat(views)
-        return self.model(batch).view(len(views), len(x_saved), -1)
+        shape = (len(views), len(x_saved), -1)
+        return torch.cat([model(batch).view(shape) for model in self.models])
 
     def cross_entropy(self, logits, labels):
         losses = [F.cross_entropy(view, labels, reduction="none") for view in logits]
@@ -159,7 +164,7 @@ class _Scoreboard:
         """Score one forward pass; True when the attack is over (the last step, or, with
         early stopping, every image fooled)."""
         attack, labels = self.attack, self.labels
-        p = logits.softmax(-1)  # (views, N, classes)
+        p = logits.softmax(-1)  # (models x views, N, classes); the first model's first view
         predicted = p.argmax(-1)
         fooled = (predicted == labels if attack.targeted else predicted != labels).all(0)
         self.best_probability = torch.maximum(self.best_probability, self._success_p(p))

@@ -46,16 +46,23 @@ def run(main, argv=None):
         sys.exit(1)
 
 
-def add_model_arguments(parser, device=True):
+def add_model_arguments(parser, device=True, ensemble=False):
+    """--model (with ensemble=True: a comma-separated list), --weights, --device."""
     from utils.models import MODELS  # here: step 1 imports this module and needs no torch
 
-    parser.add_argument(
-        "--model",
-        default="resnet18",
-        choices=MODELS,
-        help="classifier to fool (default: resnet18, as in the tutorial; "
-        "auto: resnet18 if its weights can be had, else efficientnet_lite0)",
+    help = (
+        "classifier to fool (default: resnet18, as in the tutorial; "
+        "auto: resnet18 if its weights can be had, else efficientnet_lite0)"
     )
+    if ensemble:
+        parser.add_argument(
+            "--model",
+            default=("resnet18",),
+            type=list_of(one_of(MODELS), keep_order=True),
+            help=f"{help}; several, comma-separated, attack them all at once (an ensemble)",
+        )
+    else:
+        parser.add_argument("--model", default="resnet18", choices=MODELS, help=help)
     parser.add_argument(
         "--weights",
         type=Path,
@@ -126,14 +133,27 @@ def pixel_amount(text):
     return value
 
 
-def list_of(item_type):
-    """argparse type for "a,b,c": each item parsed by item_type; sorted, without repeats."""
+def list_of(item_type, keep_order=False):
+    """argparse type for "a,b,c": each item parsed by item_type; without repeats, sorted
+    (or in the order given)."""
 
     def parse(text):
         try:
-            return tuple(sorted({item_type(item.strip()) for item in text.split(",")}))
+            items = [item_type(item.strip()) for item in text.split(",")]
         except (argparse.ArgumentTypeError, ValueError) as err:
             raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+        return tuple(dict.fromkeys(items)) if keep_order else tuple(sorted(set(items)))
+
+    return parse
+
+
+def one_of(choices):
+    """argparse type for one item of `choices` (for lists, where choices= cannot serve)."""
+
+    def parse(text):
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
 
     return parse
 

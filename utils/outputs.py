@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from PIL import PngImagePlugin
+from PIL import Image, PngImagePlugin
 
 from utils.errors import UserError
 from utils.figures import amplified_difference, comparison_writer
@@ -42,6 +42,22 @@ def plan_outputs(paths, output_dir, one_image):
     return Outputs(per_image, summary)
 
 
+def provenance(path):
+    """(made on: model names, target class or None if untargeted, original class) from a
+    PNG step 5 wrote; (None, None, None) for any other image."""
+    with Image.open(path) as image:
+        text = getattr(image, "text", {})
+    if not {"made on", "target", "original"} <= text.keys():
+        return None, None, None
+    try:
+        target = int(text["target"]) if text["target"] else None
+        return text["made on"].split(","), target, int(text["original"])
+    except ValueError:
+        raise UserError(
+            f"{path}: its 'made on', 'target' or 'original' record is damaged"
+        ) from None
+
+
 def linf_levels(x, adversarial):
     """Largest change of any pixel channel, in 8-bit levels."""
     return int(((adversarial - x).abs().max() * 255).round())
@@ -53,11 +69,15 @@ def caption(probabilities):
     return f"{short_label(index)} {probabilities[index]:.0%}"
 
 
-def save_outputs(model, x, adversarial, clean, final, files):
+def save_outputs(models, x, adversarial, clean, final, files, target):
     """Write the three files for one image x (1, 3, H, W) and its adversarial version
-    (on the CPU), all or none. The PNG records the model it was made on (a text chunk)."""
+    (on the CPU), all or none; r is in the first model's normalised space. The PNG records
+    how it was made (text chunks, see `provenance`): step 9 reads them."""
     metadata = PngImagePlugin.PngInfo()
-    metadata.add_text("made on", model.name)
+    metadata.add_text("made on", ",".join(model.name for model in models))
+    metadata.add_text("target", "" if target is None else str(target))
+    metadata.add_text("original", str(int(clean.argmax())))
+    model = models[0]
     save_png = image_writer(adversarial, files["adversarial.png"], pnginfo=metadata)
 
     def write_png(tmp):

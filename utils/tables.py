@@ -24,12 +24,18 @@ def print_table(header, rows):
         print(line)
 
 
-def save_csv(path, header, rows):
+def csv_writer(header, rows):
+    """A write(tmp) function that saves the table as CSV."""
+
     def write(tmp):
         with open(tmp, "w", newline="", encoding="utf-8") as file:
             csv.writer(file).writerows([header, *rows])
 
-    write_atomically(path, write)
+    return write
+
+
+def save_csv(path, header, rows):
+    write_atomically(path, csv_writer(header, rows))
 
 
 def _is_number(cell):

@@ -1,0 +1,107 @@
+"""Step 9: transfer to models the example was not made on; ensembles; the sweep's outputs."""
+
+import csv
+
+import pytest
+from conftest import LITE0, assert_clean_error, call, files_in, run_script, succeeded
+from PIL import Image
+
+import step_5_perturb
+import step_9_transfer
+
+LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+GOLDFISH = "goldfish, Carassius auratus"
+
+
+@pytest.fixture(scope="module")
+def ensemble_example(coffee, tmp_path_factory):
+    """Step 5's default attack on an ensemble of Lite0 and Lite1."""
+    out = tmp_path_factory.mktemp("ensemble")
+    args = ["--model", "efficientnet_lite0,efficientnet_lite1", "--output-dir", out]
+    lines = succeeded(call(step_5_perturb, coffee, *args))
+    assert lines[-1] == f"New prediction: {GOLDFISH}"
+    return out / "adversarial.png"
+
+
+def table(lines):
+    """{model: row cells} from step 9's table (the lines after its header)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    return {line.split()[0]: line for line in lines[start + 1 :]}
+
+
+def test_an_ensemble_example_fools_every_member_and_says_where_it_was_made(ensemble_example):
+    with Image.open(ensemble_example) as png:
+        assert png.text["made on"] == "efficientnet_lite0,efficientnet_lite1"
+        assert png.text["target"] == "1" and png.text["original"] == "967"  # espresso
+    lines = succeeded(call(step_9_transfer, ensemble_example))
+    assert lines[0] == "Made on: efficientnet_lite0, efficientnet_lite1"
+    assert lines[1] == f"Target: {GOLDFISH}"
+    rows = table(lines)
+    assert list(rows) == LITES  # every model at hand (ResNet18's weights are not, offline)
+    for member in LITES[:2]:
+        assert GOLDFISH in rows[member] and rows[member].split()[-2:] == ["yes", "yes"]
+    assert rows["efficientnet_lite2"].split()[-1] in ("yes", "no")  # not made on it
+
+
+def test_the_models_asked_for_and_an_untargeted_example(photos, tmp_path):
+    args = ["--untargeted", "--method", "pgd", "--epsilon", "8/255", "--output-dir", tmp_path]
+    succeeded(call(step_5_perturb, photos["chelsea"], *LITE0, *args))
+    models = "efficientnet_lite2,efficientnet_lite0"
+    lines = succeeded(call(step_9_transfer, tmp_path / "adversarial.png", "--models", models))
+    assert lines[1] == "Target: none (untargeted)"
+    rows = table(lines)
+    assert list(rows) == ["efficientnet_lite2", "efficientnet_lite0"]
+    assert rows["efficientnet_lite0"].split()[-2:] == ["yes", "yes"]
+
+
+def test_without_a_record_the_original_decides(coffee, photos, tmp_path):
+    # A photo of a cat is "not the espresso" for every model: fooled, against --original.
+    lines = succeeded(call(step_9_transfer, photos["chelsea"], "--original", coffee))
+    assert lines[0] == "Made on: unknown (not a PNG from step 5)"
+    assert all(row.split()[-1] == "yes" for row in table(lines).values())
+    unknown = succeeded(call(step_9_transfer, photos["chelsea"], "--models", "efficientnet_lite0"))
+    assert table(unknown)["efficientnet_lite0"].split()[-1] == "?"
+
+
+def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
+    args = ["--sweep", "--photos", "coffee,chelsea", "--epsilons", "4/255", "--steps", "2"]
+    result = call(step_9_transfer, *args, "--output-dir", tmp_path)
+    lines = succeeded(result)
+    assert "Untargeted: share of 2 photos that fool each model" in lines
+    assert "Targeted (goldfish): share of 2 photos that fool each model" in lines
+    with open(tmp_path / "transfer.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    sources = {row["made on"] for row in rows}
+    assert sources == {*LITES, *(" + ".join(m for m in LITES if m != out) for out in LITES)}
+    assert len(rows) == 2 * 6  # two modes, six sources, one epsilon
+    for row in rows:
+        for model in LITES:
+            share = row[model].rstrip("*")
+            assert share in ("0%", "50%", "100%")
+            assert row[model].endswith("*") == (model in row["made on"])
+    with Image.open(tmp_path / "transfer.png") as plot:
+        assert plot.format == "PNG" and plot.width > 2 * 300  # two panels
+    assert sorted(p.name for p in files_in(tmp_path)) == ["transfer.csv", "transfer.png"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sweep", "--models", "efficientnet_lite0,vgg16"], "'vgg16' is not one of"),
+        (["--sweep", "--photos", "coffee,dog"], "'dog' is not one of"),
+        (["--sweep", "--epsilons", "4/255,2"], "--epsilons"),
+        ([], "give one adversarial image, or --sweep"),
+    ],
+)
+def test_bad_arguments(args, message, tmp_path):
+    result = call(step_9_transfer, *args, "--output-dir", tmp_path / "out")
+    assert_clean_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_step_5_refuses_a_bad_model_in_the_list_with_one_line(coffee, tmp_path):
+    result = run_script("step_5_perturb.py", coffee, "--model", "efficientnet_lite0,vgg16")
+    assert result.returncode == 2
+    assert_clean_error(result, "--model", "'vgg16' is not one of")
+    result = call(step_5_perturb, coffee, "--model", "efficientnet_lite0,auto")
+    assert_clean_error(result, "--weights and auto are for a single --model")
