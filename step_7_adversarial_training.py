@@ -55,17 +55,9 @@ def main(argv=None):
     }
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"Standard vs {args.method.upper()} adversarial training"
-    digits.report(
-        models,
-        x_test,
-        y_test,
-        args.eval_epsilons,
-        args.seed,
-        args.epsilon,
-        title,
-        args.output_dir,
-        "robustness.png",
-    )
+    results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)
+    plot = args.output_dir / "robustness.png"
+    digits.report(models, results, args.eval_epsilons, args.epsilon, title, plot)
 
 
 if __name__ == "__main__":

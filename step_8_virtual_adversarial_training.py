@@ -75,17 +75,9 @@ def main(argv=None):
     }
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"{args.labels} labels per digit: supervised vs VAT"
-    digits.report(
-        models,
-        x_test,
-        y_test,
-        args.eval_epsilons,
-        args.seed,
-        args.epsilon,
-        title,
-        args.output_dir,
-        "semi_supervised.png",
-    )
+    results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)
+    plot = args.output_dir / "semi_supervised.png"
+    digits.report(models, results, args.eval_epsilons, args.epsilon, title, plot)
 
 
 if __name__ == "__main__":

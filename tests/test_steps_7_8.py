@@ -113,7 +113,7 @@ def test_step_7_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
     args = ["--epochs", 1, "--eval-epsilons", "0.1,0.2", "--output-dir", tmp_path]
     result = call(step7, *args)
     lines = succeeded(result)
-    assert lines[0] == "Accuracy on 360 held-out digits, clean and under attack:"
+    assert lines[0] == "Accuracy on the held-out digits, clean and under attack:"
     check_table_plot_and_weights(
         lines, tmp_path, "robustness.png", ["standard", "adversarial"], data
     )

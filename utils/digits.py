@@ -121,17 +121,21 @@ def evaluate(model, x, y, epsilons, name):
     return results
 
 
-def report(models, x_test, y_test, epsilons, seed, train_epsilon, title, output_dir, plot_name):
-    """Attack every model at every epsilon; print the table, save the plot and the weights."""
+def evaluate_all(models, x_test, y_test, epsilons, seed):
+    """{model name: evaluate(...)}: every model attacked at every epsilon."""
     torch.manual_seed(seed)  # PGD starts at random points: same seed, same table
-    results = {name: evaluate(m, x_test, y_test, epsilons, name) for name, m in models.items()}
+    return {name: evaluate(m, x_test, y_test, epsilons, name) for name, m in models.items()}
+
+
+def report(models, results, epsilons, train_epsilon, title, plot):
+    """Print the accuracy table; save the plot and every model's weights beside it."""
     columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
     rows = [
         ["clean" if i == 0 else f"{epsilon:g}"]
         + [f"{results[name][attack][i]:.1%}" for name, attack in columns]
         for i, epsilon in enumerate([0, *epsilons])
     ]
-    print(f"Accuracy on {len(y_test)} held-out digits, clean and under attack:")
+    print("Accuracy on the held-out digits, clean and under attack:")
     print_table(["epsilon", *(f"{name} {attack}" for name, attack in columns)], rows)
 
     curves = [
@@ -140,7 +144,7 @@ def report(models, x_test, y_test, epsilons, seed, train_epsilon, title, output_
         for attack, style in (("FGSM", "--"), ("PGD", "-"))
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
-    plot = output_dir / plot_name
+    output_dir = plot.parent
     panels = [(title, curves)]
     files = {plot: curves_writer(panels, [0, *epsilons], plot, xlabel, "test accuracy", mark)}
     for name, model in models.items():
