@@ -54,8 +54,7 @@ def main(argv=None):
     images = [] if args.sweep else [args.image, *([args.original] if args.original else [])]
     x = [load_image_tensor(path) for path in images]  # a bad file fails before the models load
     names = args.models or models_at_hand(args.weights)
-    weights = args.weights if names == ["resnet18"] else None
-    models = load_models(names, weights, pick_device(args.device))
+    models = load_models(names, args.weights, pick_device(args.device))
     if args.sweep:
         return sweep(args, models, files)
 
@@ -67,10 +66,14 @@ def main(argv=None):
         p = predict(model, torch.cat(x))
         top = int(p[0].argmax())
         clean = int(p[1].argmax()) if args.original else original  # the class to move away from
-        fooled = top == target if target is not None else clean is not None and top != clean
+        if target is not None:  # targeted: fooled when it sees the target
+            fooled = "yes" if top == target else "no"
+        elif clean is not None:  # untargeted: fooled when its class changed
+            fooled = "yes" if top != clean else "no"
+        else:  # neither step 5's record nor --original: no way to tell
+            fooled = "?"
         p_target = "" if target is None else f"{p[0, target]:.2f}"
         made = "yes" if model.name in (made_on or []) else ""
-        fooled = "yes" if fooled else "no" if target is not None or clean is not None else "?"
         rows.append([model.name, f"{label(top)} ({p[0, top]:.2f})", p_target, fooled, made])
     print_table(["model", "top class", "p(target)", "fooled", "made on it"], rows)
 

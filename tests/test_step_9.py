@@ -104,4 +104,13 @@ def test_step_5_refuses_a_bad_model_in_the_list_with_one_line(coffee, tmp_path):
     assert result.returncode == 2
     assert_clean_error(result, "--model", "'vgg16' is not one of")
     result = call(step_5_perturb, coffee, "--model", "efficientnet_lite0,auto")
-    assert_clean_error(result, "--weights and auto are for a single --model")
+    assert_clean_error(result, "--model auto is for a single model")
+
+
+def test_resnet18_joins_with_its_weights_file(ensemble_example, random_resnet18):
+    """Offline, ResNet18 is at hand only through --weights; then it joins every table."""
+    lines = succeeded(call(step_9_transfer, ensemble_example, "--weights", random_resnet18))
+    assert list(table(lines)) == ["resnet18", *LITES]
+    lite_file = ["--model", "efficientnet_lite0,efficientnet_lite1", "--weights", random_resnet18]
+    result = call(step_5_perturb, ensemble_example, *lite_file)
+    assert_clean_error(result, "--weights with several models is ResNet18's")

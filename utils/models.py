@@ -94,10 +94,15 @@ def models_at_hand(weights=None):
 
 
 def load_models(names, weights=None, device="cpu"):
-    """Several models, for an ensemble: each loaded once. --weights names one model's file."""
-    if len(names) > 1 and (weights or "auto" in names):
-        raise UserError("--weights and auto are for a single --model, not a list")
-    return [load_model(name, weights, device) for name in names]
+    """Several models (an ensemble, or step 9's), each loaded once. With several, `weights`
+    is ResNet18's file: the one model that needs a file offline."""
+    if len(names) == 1:
+        return [load_model(names[0], weights, device)]
+    if "auto" in names:
+        raise UserError("--model auto is for a single model, not a list")
+    if weights and "resnet18" not in names:
+        raise UserError("--weights with several models is ResNet18's: add resnet18 to them")
+    return [load_model(name, weights if name == "resnet18" else None, device) for name in names]
 
 
 def _prepare(classifier, device):
