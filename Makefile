@@ -27,7 +27,8 @@ demo: $(VENV)/.installed
 	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $$model; \
 	$(PY) step_5_perturb.py $(IMAGE) --model $$model; \
 	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $$model; \
-	$(PY) step_6_defense.py outputs/adversarial.png --model $$model
+	$(PY) step_6_defense.py outputs/adversarial.png --model $$model; \
+	$(PY) step_9_transfer.py outputs/adversarial.png
 	$(PY) step_7_adversarial_training.py
 	$(PY) step_8_virtual_adversarial_training.py
 	@echo "Done: compare the pictures in outputs/ (start with outputs/comparison.png)."

@@ -30,12 +30,12 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     paths = list_images(args.images)
-    if one_file_given(args.images):
-        x = load_image_tensor(paths[0])  # a bad file fails before the model loads
-        model = load_model(args.model, args.weights, pick_device(args.device))
+    one_image = one_file_given(args.images)
+    x = load_image_tensor(paths[0]) if one_image else None  # a bad file fails before the model
+    model = load_model(args.model, args.weights, pick_device(args.device))
+    if one_image:
         classify_one(model, x, args.topk)
     else:
-        model = load_model(args.model, args.weights, pick_device(args.device))
         classify_many(model, paths, args.batch_size)
 
 

@@ -28,7 +28,7 @@ def main(argv=None):
         help="r as .npy, shape (1, 3, 224, 224), normalised space "
         "(default: assets/adversarial_r.npy; step 5 writes outputs/adversarial_r.npy)",
     )
-    parser.add_argument("--output", type=Path, default=Path("outputs/adversarial.png"))
+    parser.add_argument("--output", type=Path, default=Path("outputs/adversarial_from_r.png"))
     add_model_arguments(parser, device=False)
     args = parser.parse_args(argv)
 

@@ -77,7 +77,7 @@ def main(argv=None):
     if not one_image:
         summary.report(outputs.summary)
         if failed := summary.count("success", "no"):
-            raise AttackFailed(f"{failed} of {len(summary.rows)} images not fooled")
+            raise AttackFailed(f"{failed} of {len(summary.rows)} images not fooled (see the notes)")
     timer.report()
 
 

@@ -15,7 +15,7 @@ from utils.errors import UserError
 from utils.figures import PLOT_SUFFIXES, curves_writer
 from utils.files import check_outputs, check_suffix, write_atomically
 from utils.images import load_image_tensor
-from utils.labels import label, short_label
+from utils.labels import label, short_label, top_label
 from utils.models import load_model, pick_device, predict
 from utils.tables import print_table
 
@@ -57,10 +57,10 @@ def main(argv=None):
         squeezed.append(defense.apply(images[1], strength))
     probabilities = predict(model, torch.cat(images + squeezed)).view(2, len(images), -1)
     for i, name in enumerate(["Prediction", "Original"][: len(images)]):
-        print(f"{name} before {defense.name}: {top(probabilities[0, i])}")
+        print(f"{name} before {defense.name}: {top_label(probabilities[0, i])}")
         print(
             f"{name} after {defense.name} ({defense.parameter} {strength}): "
-            f"{top(probabilities[1, i])}"
+            f"{top_label(probabilities[1, i])}"
         )
 
 
@@ -80,11 +80,6 @@ def check_strengths(args, defense):
     return strengths
 
 
-def top(probabilities):
-    index = probabilities.argmax()
-    return f"{label(index)} ({probabilities[index]:.2f})"
-
-
 def sweep(args, defense, strengths, images, model, output):
     """One batch: the images as given, then squeezed at every strength; a table and a plot."""
     views = [images] + [defense.apply(images, strength) for strength in strengths]
@@ -101,14 +96,14 @@ def sweep(args, defense, strengths, images, model, output):
     print(f"true class:   {label(true)} ({source})")
     header = [defense.parameter, f"{args.image.name}: top class", "p(target)", "p(true)"]
     rows = [
-        [s, top(p), f"{p[target]:.2f}", f"{p[true]:.2f}"]
+        [s, top_label(p), f"{p[target]:.2f}", f"{p[true]:.2f}"]
         for s, p in zip(["none", *strengths], adversarial, strict=True)
     ]
     curves = [(f"adversarial: {short_label(c)}", adversarial[1:, c], "o-") for c in (target, true)]
     if args.original is not None:
         header += [f"{args.original.name}: top class", "p(true)"]
         for row, p in zip(rows, probabilities[:, 1], strict=True):
-            row += [top(p), f"{p[true]:.2f}"]
+            row += [top_label(p), f"{p[true]:.2f}"]
         curves.append((f"original: {short_label(true)}", probabilities[1:, 1, true], "o--"))
     print_table(header, rows)
     title = f"{defense.name} vs {args.image.name} ({model.name})"

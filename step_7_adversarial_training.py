@@ -43,8 +43,8 @@ def main(argv=None):
         help=f"attack to train on (default fgsm; pgd: {digits.TRAIN_PGD_STEPS} steps, slower)",
     )
     args = parser.parse_args(argv)
-    names = ["robustness.png", "digits_standard.pth", "digits_adversarial.pth"]
-    check_outputs([args.output_dir / name for name in names], [])
+    plot = args.output_dir / "robustness.png"
+    check_outputs(digits.output_files(plot, ["standard", "adversarial"]), [])
     # Tiny batches: one thread beats splitting each small op (and 2 cores may be shared).
     torch.set_num_threads(1)
 
@@ -56,7 +56,6 @@ def main(argv=None):
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"Standard vs {args.method.upper()} adversarial training"
     results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)
-    plot = args.output_dir / "robustness.png"
     digits.report(models, results, args.eval_epsilons, args.epsilon, title, plot)
 
 

@@ -62,8 +62,8 @@ def main(argv=None):
         "--labels", type=cli.int_in(1, 1000), default=10, metavar="K", help="per digit (default 10)"
     )
     args = parser.parse_args(argv)
-    names = ["semi_supervised.png", "digits_supervised.pth", "digits_vat.pth"]
-    check_outputs([args.output_dir / name for name in names], [])
+    plot = args.output_dir / "semi_supervised.png"
+    check_outputs(digits.output_files(plot, ["supervised", "vat"]), [])
     torch.set_num_threads(1)  # tiny batches: see step 7
 
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
@@ -76,7 +76,6 @@ def main(argv=None):
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"{args.labels} labels per digit: supervised vs VAT"
     results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)
-    plot = args.output_dir / "semi_supervised.png"
     digits.report(models, results, args.eval_epsilons, args.epsilon, title, plot)
 
 

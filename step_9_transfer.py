@@ -16,7 +16,7 @@ from utils.attacks import PGD
 from utils.errors import UserError
 from utils.files import check_outputs
 from utils.images import load_image_tensor
-from utils.labels import label
+from utils.labels import label, top_label
 from utils.models import MODELS, load_models, models_at_hand, pick_device, predict
 from utils.outputs import provenance
 from utils.samples import PHOTOS, sample_photo
@@ -40,7 +40,7 @@ def parse_args(argv):
     add("--photos", type=photos, default="coffee,chelsea,motorcycle,camera")
     add("--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="PGD's random start")
     add("--output-dir", type=Path, default=Path("outputs"), help="the sweep's table and plot")
-    add("--weights", type=Path, help="ResNet18's state_dict file: it joins the models")
+    add("--weights", type=Path, help="ResNet18's state_dict file: ResNet18 joins the models")
     add("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return parser.parse_args(argv)
 
@@ -49,33 +49,38 @@ def main(argv=None):
     args = parse_args(argv)
     if args.sweep == (args.image is not None):
         raise UserError("give one adversarial image, or --sweep")
+    if args.sweep and args.original:
+        raise UserError("--original is for one image; the sweep makes its own examples")
     files = [args.output_dir / "transfer.png", args.output_dir / "transfer.csv"]
     check_outputs(files if args.sweep else [], [])
     images = [] if args.sweep else [args.image, *([args.original] if args.original else [])]
     x = [load_image_tensor(path) for path in images]  # a bad file fails before the models load
     names = args.models or models_at_hand(args.weights)
+    if args.weights and "resnet18" not in names:
+        raise UserError("--weights is ResNet18's: add resnet18 to --models")
     models = load_models(names, args.weights, pick_device(args.device))
     if args.sweep:
         return sweep(args, models, files)
 
-    made_on, target, original = provenance(args.image)
+    made_on, target, _ = provenance(args.image)
     print(f"Made on: {', '.join(made_on or ['unknown (not a PNG from step 5)'])}")
     print(f"Target: {'none (untargeted)' if target is None else label(target)}")
     rows = []
     for model in models:
         p = predict(model, torch.cat(x))
         top = int(p[0].argmax())
-        clean = int(p[1].argmax()) if args.original else original  # the class to move away from
         if target is not None:  # targeted: fooled when it sees the target
             fooled = "yes" if top == target else "no"
-        elif clean is not None:  # untargeted: fooled when its class changed
-            fooled = "yes" if top != clean else "no"
-        else:  # neither step 5's record nor --original: no way to tell
+        elif args.original:  # untargeted: fooled when its own class of the clean image changed
+            fooled = "yes" if top != int(p[1].argmax()) else "no"
+        else:  # each model's clean class is needed, and only --original gives it
             fooled = "?"
         p_target = "" if target is None else f"{p[0, target]:.2f}"
         made = "yes" if model.name in (made_on or []) else ""
-        rows.append([model.name, f"{label(top)} ({p[0, top]:.2f})", p_target, fooled, made])
+        rows.append([model.name, top_label(p[0]), p_target, fooled, made])
     print_table(["model", "top class", "p(target)", "fooled", "made on it"], rows)
+    if target is None and not args.original:
+        print("(untargeted: pass --original CLEAN to judge each model against its own class)")
 
 
 def sweep(args, models, files):

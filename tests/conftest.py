@@ -23,6 +23,19 @@ LITE0 = ["--model", "efficientnet_lite0"]
 SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def empty_torch_cache(tmp_path_factory):
+    """No cached ResNet18 weights, whatever this machine's cache holds: the tests see the
+    models an offline newcomer sees, and never load real ResNet18 weights."""
+    home = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
+    yield
+    if home is None:
+        del os.environ["TORCH_HOME"]
+    else:
+        os.environ["TORCH_HOME"] = home
+
+
 class Result(NamedTuple):
     returncode: int
     stdout: str

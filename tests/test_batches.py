@@ -59,7 +59,7 @@ def test_step_5_folder_writes_one_output_per_image_and_a_summary(folder, images,
     result = call(step_5_perturb, folder, *LITE0, "--batch-size", "2", "--output-dir", tmp_path)
     assert result.returncode == 1  # the text file is not an image: not every input succeeded
     assert f"error: {folder / 'notes.txt'}: not an image" in result.stderr
-    assert result.stderr.strip().endswith("error: 1 of 4 images not fooled")
+    assert result.stderr.strip().endswith("error: 1 of 4 images not fooled (see the notes)")
     with open(tmp_path / "summary.csv", newline="") as f:
         rows = {row["image"]: row for row in csv.DictReader(f)}
     assert set(rows) == {str(p) for p in [*images, folder / "notes.txt"]}

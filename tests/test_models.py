@@ -11,7 +11,17 @@ from torch import nn
 import step_2_pretrained
 from utils.errors import UserError
 from utils.images import load_image_tensor
-from utils.models import LITE_MEAN, LITE_STD, Classifier, device_of, load_model, predict
+from utils.models import (
+    EFFICIENTNETS,
+    LITE_MEAN,
+    LITE_STD,
+    RESNET18_FILE,
+    Classifier,
+    device_of,
+    load_model,
+    models_at_hand,
+    predict,
+)
 
 RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NORMALISATIONS = {
@@ -110,6 +120,17 @@ def test_efficientnet_lite0_works_offline_and_sees_the_espresso(coffee):
     probabilities = predict(model, load_image_tensor(coffee))[0]
     assert probabilities.argmax() == ESPRESSO
     assert 0.90 < probabilities[ESPRESSO] < 0.98  # 0.94, as the README shows
+
+
+def test_resnet18_is_at_hand_when_cached_or_given(tmp_path, monkeypatch):
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    assert url.rsplit("/", 1)[-1] == RESNET18_FILE  # the file torchvision caches
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert "resnet18" not in models_at_hand()
+    assert models_at_hand(weights="resnet18.pth")[0] == "resnet18"
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / RESNET18_FILE).write_bytes(b"")
+    assert models_at_hand() == ["resnet18", *EFFICIENTNETS]
 
 
 def test_device_of_any_module():

@@ -40,18 +40,23 @@ def test_an_ensemble_example_fools_every_member_and_says_where_it_was_made(ensem
     assert list(rows) == LITES  # every model at hand (ResNet18's weights are not, offline)
     for member in LITES[:2]:
         assert GOLDFISH in rows[member] and rows[member].split()[-2:] == ["yes", "yes"]
-    assert rows["efficientnet_lite2"].split()[-1] in ("yes", "no")  # not made on it
+    assert rows["efficientnet_lite2"].split()[-1] != "yes"  # not made on it
 
 
 def test_the_models_asked_for_and_an_untargeted_example(photos, tmp_path):
     args = ["--untargeted", "--method", "pgd", "--epsilon", "8/255", "--output-dir", tmp_path]
     succeeded(call(step_5_perturb, photos["chelsea"], *LITE0, *args))
-    models = "efficientnet_lite2,efficientnet_lite0"
-    lines = succeeded(call(step_9_transfer, tmp_path / "adversarial.png", "--models", models))
+    example, models = tmp_path / "adversarial.png", "efficientnet_lite2,efficientnet_lite0"
+    lines = succeeded(call(step_9_transfer, example, "--models", models))
     assert lines[1] == "Target: none (untargeted)"
-    rows = table(lines)
+    rows = table(lines[:-1])
     assert list(rows) == ["efficientnet_lite2", "efficientnet_lite0"]
-    assert rows["efficientnet_lite0"].split()[-2:] == ["yes", "yes"]
+    assert all("?" in row.split()[-2:] for row in rows.values())  # no verdict without --original
+    assert lines[-1].startswith("(untargeted: pass --original CLEAN")
+    judged = succeeded(
+        call(step_9_transfer, example, "--models", models, "--original", photos["chelsea"])
+    )
+    assert table(judged)["efficientnet_lite0"].split()[-2:] == ["yes", "yes"]
 
 
 def test_without_a_record_the_original_decides(coffee, photos, tmp_path):
@@ -60,7 +65,7 @@ def test_without_a_record_the_original_decides(coffee, photos, tmp_path):
     assert lines[0] == "Made on: unknown (not a PNG from step 5)"
     assert all(row.split()[-1] == "yes" for row in table(lines).values())
     unknown = succeeded(call(step_9_transfer, photos["chelsea"], "--models", "efficientnet_lite0"))
-    assert table(unknown)["efficientnet_lite0"].split()[-1] == "?"
+    assert table(unknown[:-1])["efficientnet_lite0"].split()[-1] == "?"
 
 
 def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
@@ -91,6 +96,8 @@ def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
         (["--sweep", "--photos", "coffee,dog"], "'dog' is not one of"),
         (["--sweep", "--epsilons", "4/255,2"], "--epsilons"),
         ([], "give one adversarial image, or --sweep"),
+        (["--sweep", "--original", "x.png"], "--original is for one image"),
+        (["--sweep", "--models", "efficientnet_lite0", "--weights", "r.pth"], "add resnet18"),
     ],
 )
 def test_bad_arguments(args, message, tmp_path):

@@ -36,11 +36,7 @@ def results(data):
         "adversarial": step7.adversarial_loss(x_train, y_train, "fgsm", EPSILON),
     }
     models = digits.train_models(losses, x_train, 3, SEED)
-    torch.manual_seed(SEED)
-    return {
-        name: digits.evaluate(model, x_test, y_test, [EPSILON], name)
-        for name, model in models.items()
-    }
+    return digits.evaluate_all(models, x_test, y_test, [EPSILON], SEED)
 
 
 def test_split_is_stratified_pixels_on_the_8_bit_grid(data):

