@@ -43,8 +43,6 @@ def main(argv=None):
         help=f"attack to train on (default fgsm; pgd: {digits.TRAIN_PGD_STEPS} steps, slower)",
     )
     args = parser.parse_args(argv)
-    plot = args.output_dir / "robustness.png"
-    check_outputs(digits.output_files(plot, ["standard", "adversarial"]), [])
     # Tiny batches: one thread beats splitting each small op (and 2 cores may be shared).
     torch.set_num_threads(1)
 
@@ -53,6 +51,8 @@ def main(argv=None):
         "standard": digits.clean_loss(x_train, y_train),
         "adversarial": adversarial_loss(x_train, y_train, args.method, args.epsilon),
     }
+    plot = args.output_dir / "robustness.png"
+    check_outputs(digits.output_files(plot, losses), [])  # before any training
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"Standard vs {args.method.upper()} adversarial training"
     results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)

@@ -62,17 +62,17 @@ def main(argv=None):
         "--labels", type=cli.int_in(1, 1000), default=10, metavar="K", help="per digit (default 10)"
     )
     args = parser.parse_args(argv)
-    plot = args.output_dir / "semi_supervised.png"
-    check_outputs(digits.output_files(plot, ["supervised", "vat"]), [])
     torch.set_num_threads(1)  # tiny batches: see step 7
 
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
     labelled = pick_labelled(y_train, args.labels, args.seed)
-    print(f"{len(labelled)} labelled digits, {len(y_train) - len(labelled)} unlabelled")
     losses = {
         "supervised": semi_supervised_loss(x_train, y_train, labelled, args.seed),
         "vat": semi_supervised_loss(x_train, y_train, labelled, args.seed, args.epsilon),
     }
+    plot = args.output_dir / "semi_supervised.png"
+    check_outputs(digits.output_files(plot, losses), [])  # before any training
+    print(f"{len(labelled)} labelled digits, {len(y_train) - len(labelled)} unlabelled")
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"{args.labels} labels per digit: supervised vs VAT"
     results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)

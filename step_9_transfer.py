@@ -41,7 +41,7 @@ def parse_args(argv):
     add("--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="PGD's random start")
     add("--output-dir", type=Path, default=Path("outputs"), help="the sweep's table and plot")
     add("--weights", type=Path, help="ResNet18's state_dict file: ResNet18 joins the models")
-    add("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -101,17 +101,11 @@ def sweep(args, models, files):
         options = dict(seed=args.seed, targeted=targeted, early_stop=False, verify=False)
         attack = PGD(source, epsilon, args.steps, **options)
         x_adv = attack(x, labels).adversarial
-        shares[targeted, tuple(m.name for m in source), epsilon] = {
-            model.name: (
-                predict(model, x_adv).argmax(1) == GOLDFISH
-                if targeted
-                else predict(model, x_adv).argmax(1) != clean[model.name]
-            )
-            .float()
-            .mean()
-            .item()
-            for model in models
-        }
+        shares[targeted, tuple(m.name for m in source), epsilon] = by_model = {}
+        for model in models:  # targeted: sees the goldfish; untargeted: left its own class
+            predicted = predict(model, x_adv).argmax(1)
+            fooled = predicted == GOLDFISH if targeted else predicted != clean[model.name]
+            by_model[model.name] = fooled.float().mean().item()
     save_transfer(shares, [m.name for m in models], args.epsilons, len(x), files)
 
 

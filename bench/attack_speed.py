@@ -28,14 +28,13 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 import torchvision
-from PIL import Image
-from skimage import data
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.attacks import PGD, TutorialSGD
-from utils.images import from_uint8, resize_and_crop
+from utils.images import load_image_tensor
 from utils.models import Classifier, load_model, pick_device
+from utils.samples import sample_photo
 from utils.tables import print_table
 
 GOLDFISH = 1
@@ -45,15 +44,11 @@ SAMPLES = ("coffee", "chelsea", "astronaut", "rocket")
 
 def sample_photos():
     """name -> crop: the scikit-image samples, and the tutorial's corgi when present."""
-    photos = {name: crop(Image.fromarray(getattr(data, name)())) for name in SAMPLES}
+    photos = {name: sample_photo(name)[0] for name in SAMPLES}
     corgi = Path(__file__).resolve().parents[2] / "shared" / "tutorial" / "corgi.png"
     if corgi.exists():
-        photos["corgi"] = crop(Image.open(corgi).convert("RGB"))
+        photos["corgi"] = load_image_tensor(corgi)[0]
     return photos
-
-
-def crop(image):
-    return from_uint8(resize_and_crop(image))[0]
 
 
 def sample_batch(size):

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from utils.cli import run
+from utils.samples import sample_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT.parent / "shared" / "tutorial"  # reference data, read in place, never copied
@@ -45,11 +46,9 @@ class Result(NamedTuple):
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory):
     """scikit-image's sample photos, saved as PNG files at run time: name -> path."""
-    from skimage import data
-
     folder = tmp_path_factory.mktemp("photos")
     for name in SAMPLES:
-        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+        Image.fromarray(sample_pixels(name)).save(folder / f"{name}.png")
     return {name: folder / f"{name}.png" for name in SAMPLES}
 
 

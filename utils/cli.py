@@ -69,12 +69,16 @@ def add_model_arguments(parser, device=True, ensemble=False):
         help="local state_dict file for the model (e.g. ResNet18 weights saved for offline use)",
     )
     if device:
-        parser.add_argument(
-            "--device",
-            choices=["auto", "cpu", "cuda"],
-            default="auto",
-            help="where to run (default: auto, the GPU when there is one)",
-        )
+        add_device_argument(parser)
+
+
+def add_device_argument(parser):
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to run (default: auto, the GPU when there is one)",
+    )
 
 
 def add_digits_arguments(parser):
