@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 IMAGE ?= assets/coffee.png
-MODEL ?= auto
 
 .PHONY: demo test lint bench clean
 
@@ -18,16 +17,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# MODEL=auto is settled once (one download attempt), then every step uses that model.
+# Every step's default model is auto: ResNet18 when its weights can be had, else
+# EfficientNet-Lite0 (offline), with one note on stderr.
 demo: $(VENV)/.installed
 	$(PY) step_1_sample_image.py --output $(IMAGE)
-	@set -e; \
-	model=$$($(PY) -m utils.cli $(MODEL)); \
-	set -x; \
-	$(PY) step_2_pretrained.py $(IMAGE) --topk 3 --model $$model; \
-	$(PY) step_5_perturb.py $(IMAGE) --model $$model; \
-	$(PY) step_3_adversarial.py $(IMAGE) --perturbation outputs/adversarial_r.npy --model $$model; \
-	$(PY) step_6_defense.py outputs/adversarial.png --model $$model; \
+	$(PY) step_2_pretrained.py $(IMAGE) --topk 3
+	$(PY) step_5_perturb.py $(IMAGE)
+	$(PY) step_3_adversarial.py $(IMAGE)
+	$(PY) step_6_defense.py outputs/adversarial.png
 	$(PY) step_9_transfer.py outputs/adversarial.png
 	$(PY) step_7_adversarial_training.py
 	$(PY) step_8_virtual_adversarial_training.py

@@ -1,14 +1,14 @@
 """Step 1: get a photo to experiment on, with no download: scikit-image ships a few."""
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 from pathlib import Path
 
 from PIL import Image
 
-from utils.cli import ArgumentParser, run
-from utils.files import PHOTO, check_image_output, check_outputs, write_atomically
-from utils.samples import PHOTOS, sample_pixels
+from adversarial.plumbing.cli import ArgumentParser
+from adversarial.plumbing.files import PHOTO, check_image_output, check_outputs, write_atomically
+from adversarial.plumbing.samples import PHOTOS, sample_pixels
 
 
 def main(argv=None):

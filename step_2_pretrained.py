@@ -1,17 +1,17 @@
 """Step 2: ask a pretrained ImageNet classifier what is in an image (or in many)."""
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 from pathlib import Path
 
 import torch
 
-from utils.batches import Summary, image_batches, list_images, one_file_given
-from utils.cli import ArgumentParser, add_model_arguments, int_in, run
-from utils.errors import UserError
-from utils.images import load_image_tensor
-from utils.labels import NUM_CLASSES, label
-from utils.models import load_model, pick_device, predict
+from adversarial.models import load_model, pick_device, predict
+from adversarial.plumbing.batches import Summary, image_batches, list_images, one_file_given
+from adversarial.plumbing.cli import ArgumentParser, add_model_arguments, int_in
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import NUM_CLASSES, label
 
 
 def parse_args(argv):

@@ -4,18 +4,18 @@ As in the tutorial, r lives in the model's normalised space: the adversarial ima
 inverse_normalize(normalize(x) + r), saved as an 8-bit PNG and classified as saved.
 """
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 from pathlib import Path
 
 import torch
 
-from utils.cli import ArgumentParser, add_model_arguments, run
-from utils.files import check_outputs
-from utils.images import check_image_output, load_image_tensor, save_image
-from utils.labels import label
-from utils.models import load_model, predict
-from utils.perturbations import load_perturbation
+from adversarial.models import load_model, predict
+from adversarial.plumbing.cli import ArgumentParser, add_model_arguments
+from adversarial.plumbing.files import check_outputs
+from adversarial.plumbing.images import check_image_output, load_image_tensor, save_image
+from adversarial.plumbing.labels import label
+from adversarial.plumbing.perturbations import load_perturbation
 
 
 def main(argv=None):
@@ -24,9 +24,9 @@ def main(argv=None):
     parser.add_argument(
         "--perturbation",
         type=Path,
-        default=Path("assets/adversarial_r.npy"),
-        help="r as .npy, shape (1, 3, 224, 224), normalised space "
-        "(default: assets/adversarial_r.npy; step 5 writes outputs/adversarial_r.npy)",
+        default=Path("outputs/adversarial_r.npy"),
+        help="r as .npy, shape (1, 3, 224, 224), in the model's normalised space "
+        "(default: outputs/adversarial_r.npy, the one step 5 writes; or the tutorial's own)",
     )
     parser.add_argument("--output", type=Path, default=Path("outputs/adversarial_from_r.png"))
     add_model_arguments(parser, device=False)

@@ -3,35 +3,46 @@
 --sweep tries many qualities, --original shows what the defense costs on the clean image,
 --defense tries two other squeezers (Xu et al. 2018): fewer bits and a median filter."""
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 from pathlib import Path
 
 import torch
 
-from utils import cli
-from utils.defenses import DEFENSES
-from utils.errors import UserError
-from utils.figures import PLOT_SUFFIXES, curves_writer
-from utils.files import check_outputs, check_suffix, write_atomically
-from utils.images import load_image_tensor
-from utils.labels import label, short_label, top_label
-from utils.models import load_model, pick_device, predict
-from utils.tables import print_table
+from adversarial.defenses import DEFENSES
+from adversarial.models import load_model, pick_device, predict
+from adversarial.plumbing import cli
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.figures import PLOT_SUFFIXES, curves_writer
+from adversarial.plumbing.files import check_outputs, check_suffix, write_atomically
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import label, short_label, top_label
+from adversarial.plumbing.tables import print_table
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
-    add = parser.add_argument
-    add("image", type=Path, help="the adversarial image, any format Pillow reads")
-    add("--defense", choices=list(DEFENSES), default="jpeg")
-    add("--quality", type=cli.jpeg_quality, help="JPEG quality, 1..100 (default: 75)")
-    add("--bits", type=cli.int_in(1, 8), help="bits per channel, 1..8 (default: 5)")
-    add("--size", type=cli.int_in(3, 99), help="median filter size, odd, 3..99 (default: 3)")
-    add("--sweep", action="store_true", help="try many strengths: print a table, plot it")
-    add("--qualities", type=cli.list_of(cli.jpeg_quality), help="--sweep: default 10,20,...,100")
-    add("--original", type=Path, help="the clean image: what does the defense cost?")
-    add("--output", type=Path, help="the defended image, or the --sweep plot (in outputs/)")
+    parser.add_argument("image", type=Path, help="the adversarial image, any format Pillow reads")
+    parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg")
+    parser.add_argument(
+        "--quality", type=cli.jpeg_quality, help="JPEG quality, 1..100 (default: 75)"
+    )
+    parser.add_argument("--bits", type=cli.int_in(1, 8), help="bits per channel, 1..8 (default: 5)")
+    parser.add_argument(
+        "--size", type=cli.int_in(3, 99), help="median filter size, odd, 3..99 (default: 3)"
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help="try many strengths: print a table, plot it"
+    )
+    parser.add_argument(
+        "--qualities", type=cli.list_of(cli.jpeg_quality), help="--sweep: default 10,20,...,100"
+    )
+    parser.add_argument(
+        "--original", type=Path, help="the clean image: what does the defense cost?"
+    )
+    parser.add_argument(
+        "--output", type=Path, help="the defended image, or the --sweep plot (in outputs/)"
+    )
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
@@ -99,17 +110,23 @@ def sweep(args, defense, strengths, images, model, output):
         [s, top_label(p), f"{p[target]:.2f}", f"{p[true]:.2f}"]
         for s, p in zip(["none", *strengths], adversarial, strict=True)
     ]
-    curves = [(f"adversarial: {short_label(c)}", adversarial[1:, c], "o-") for c in (target, true)]
+    # Each curve against the strength, and its value with no defense as a dotted line.
+    curves = [
+        (f"adversarial: {short_label(c)}", adversarial[1:, c], style, adversarial[0, c])
+        for c, style in ((target, "ro-"), (true, "bo-"))
+    ]
     if args.original is not None:
         header += [f"{args.original.name}: top class", "p(true)"]
         for row, p in zip(rows, probabilities[:, 1], strict=True):
             row += [top_label(p), f"{p[true]:.2f}"]
-        curves.append((f"original: {short_label(true)}", probabilities[1:, 1, true], "o--"))
+        clean = probabilities[:, 1, true]
+        curves.append((f"original: {short_label(true)}", clean[1:], "go--", clean[0]))
     print_table(header, rows)
     title = f"{defense.name} vs {args.image.name} ({model.name})"
     plot = curves_writer([(title, curves)], strengths, output, defense.axis, "probability")
     write_atomically(output, plot)
+    print(f"Saved the plot to {output} (dotted: without {defense.name})")
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    run(main)

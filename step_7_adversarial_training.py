@@ -1,36 +1,27 @@
 """Step 7: adversarial training as a regulariser, on scikit-learn's 8x8 digits.
 
-Goodfellow et al. (2014) train on FGSM examples made against the network as it learns, so
-it becomes locally constant around its training data. Two identical CNNs (same split,
-initial weights and batches) learn here: one on clean digits, one on half clean, half
-adversarial batches. Both are then attacked on held-out digits with FGSM and PGD.
+Two identical CNNs (same split, initial weights and batches) learn: one on clean digits,
+one on adversarial examples made against it as it learns, with Goodfellow et al.'s FGSM
+objective (half clean, half adversarial) or Madry et al.'s PGD one (adversarial alone).
+Both are then attacked on held-out digits with FGSM and PGD.
 """
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 import torch
-import torch.nn.functional as F
 
-from utils import cli, digits
-from utils.files import check_outputs
+from adversarial import digits
+from adversarial.plumbing import cli
+from adversarial.plumbing.files import check_outputs
+from adversarial.training import MADRY_PGD_STEPS, goodfellow_loss, madry_loss
+
+OBJECTIVES = {"fgsm": goodfellow_loss, "pgd": madry_loss}
 
 
 def adversarial_loss(x, y, method, epsilon):
-    """Goodfellow et al.'s objective: half clean, half adversarial against the model as it is now.
-
-    The attack differentiates with respect to its perturbation only (torch.autograd.grad),
-    so the weights' .grad stay untouched until the backward pass of the loss below.
-    """
-
-    def loss(model, batch):
-        attack = digits.make_attack(method, model, epsilon, training=True)
-        x_adversarial = attack(x[batch], y[batch]).adversarial
-        # One forward pass over clean and adversarial digits; the mean of the two halves'
-        # cross-entropies is 0.5 * clean + 0.5 * adversarial.
-        logits = model(torch.cat([x[batch], x_adversarial]))
-        return F.cross_entropy(logits, y[batch].repeat(2))
-
-    return loss
+    """The loss of one batch under the chosen objective (see adversarial/training.py)."""
+    objective = OBJECTIVES[method]
+    return lambda model, batch: objective(model, x[batch], y[batch], epsilon)
 
 
 def main(argv=None):
@@ -38,9 +29,10 @@ def main(argv=None):
     cli.add_digits_arguments(parser)
     parser.add_argument(
         "--method",
-        choices=["fgsm", "pgd"],
+        choices=list(OBJECTIVES),
         default="fgsm",
-        help=f"attack to train on (default fgsm; pgd: {digits.TRAIN_PGD_STEPS} steps, slower)",
+        help="fgsm: Goodfellow et al.'s half-and-half (default); "
+        f"pgd: Madry et al.'s, {MADRY_PGD_STEPS} PGD steps, slower",
     )
     args = parser.parse_args(argv)
     # Tiny batches: one thread beats splitting each small op (and 2 cores may be shared).
@@ -49,15 +41,15 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
     losses = {
         "standard": digits.clean_loss(x_train, y_train),
-        "adversarial": adversarial_loss(x_train, y_train, args.method, args.epsilon),
+        f"{args.method}_trained": adversarial_loss(x_train, y_train, args.method, args.epsilon),
     }
     plot = args.output_dir / "robustness.png"
     check_outputs(digits.output_files(plot, losses), [])  # before any training
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
-    title = f"Standard vs {args.method.upper()} adversarial training"
+    title = f"Standard vs {args.method.upper()}-trained"
     results = digits.evaluate_all(models, x_test, y_test, args.eval_epsilons, args.seed)
     digits.report(models, results, args.eval_epsilons, args.epsilon, title, plot)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    run(main)

@@ -4,43 +4,58 @@ Classify one image with every model at hand; or, with --sweep, craft examples on
 and on each leave-one-out ensemble over scikit-image's photos, and measure how often they
 fool each model (Szegedy et al. 2014; Liu et al. 2017: ensembles transfer better)."""
 
-import utils.startup  # noqa: F401  (first: Ctrl-C while PyTorch loads exits quietly)
+from adversarial.plumbing.script import run
 
 import itertools
 from pathlib import Path
 
 import torch
 
-from utils import cli
-from utils.attacks import PGD
-from utils.errors import UserError
-from utils.files import check_outputs
-from utils.images import load_image_tensor
-from utils.labels import label, top_label
-from utils.models import MODELS, load_models, models_at_hand, pick_device, predict
-from utils.outputs import provenance
-from utils.samples import PHOTOS, sample_photo
-from utils.tables import print_table
-from utils.transfer import save_transfer
+from adversarial.attacks import PGD, attack_labels, random_signs
+from adversarial.models import MODELS, load_models, models_at_hand, pick_device, predict
+from adversarial.plumbing import cli
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import check_outputs
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import label, short_label, top_label
+from adversarial.plumbing.outputs import provenance
+from adversarial.plumbing.samples import PHOTOS, sample_photo
+from adversarial.plumbing.tables import print_table
+from adversarial.transfer import RANDOM, judge, save_transfer
 
 GOLDFISH = 1
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
-    add = parser.add_argument
-    add("image", nargs="?", type=Path, help="an adversarial image (step 5's PNG)")
-    add("--original", type=Path, help="the clean image: untargeted, fooled = the class changed")
+    parser.add_argument("image", nargs="?", type=Path, help="an adversarial image (step 5's PNG)")
+    parser.add_argument(
+        "--original", type=Path, help="the clean image: untargeted, fooled = the class changed"
+    )
     names = cli.one_of([name for name in MODELS if name != "auto"])
-    add("--models", type=cli.list_of(names, keep_order=True), help="default: all at hand")
-    add("--sweep", action="store_true", help="craft on each source, test on every model")
-    add("--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255")
-    add("--steps", type=cli.int_in(1, 1000), default=10, help="PGD steps, 1..1000 (default 10)")
+    parser.add_argument(
+        "--models", type=cli.list_of(names, keep_order=True), help="default: all at hand"
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help="craft on each source, test on every model"
+    )
+    parser.add_argument(
+        "--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255"
+    )
+    parser.add_argument(
+        "--steps", type=cli.int_in(1, 1000), default=10, help="PGD steps, 1..1000 (default 10)"
+    )
     photos = cli.list_of(cli.one_of(list(PHOTOS)), keep_order=True)
-    add("--photos", type=photos, default="coffee,chelsea,motorcycle,camera")
-    add("--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="PGD's random start")
-    add("--output-dir", type=Path, default=Path("outputs"), help="the sweep's table and plot")
-    add("--weights", type=Path, help="ResNet18's state_dict file: ResNet18 joins the models")
+    parser.add_argument("--photos", type=photos, default="coffee,chelsea,motorcycle,camera")
+    parser.add_argument(
+        "--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="PGD's and the noise's seed"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs"), help="the sweep's table and plot"
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="ResNet18's state_dict file: ResNet18 joins the models"
+    )
     cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
@@ -84,7 +99,8 @@ def main(argv=None):
 
 
 def sweep(args, models, files):
-    """Targeted (goldfish) and untargeted examples from every source, on every photo."""
+    """Targeted (goldfish) and untargeted examples from every source, on every photo, and
+    random signs of the same size as the baseline."""
     from tqdm import tqdm
 
     x = torch.cat([sample_photo(name) for name in args.photos])
@@ -92,22 +108,25 @@ def sweep(args, models, files):
     sources = [[model] for model in models]
     if len(models) > 2:  # leave-one-out ensembles: every model but one
         sources += [[m for m in models if m is not held_out] for held_out in models]
-    shares = {}  # (targeted, source names, epsilon) -> {model name: share of photos fooled}
+    verdicts = {}  # (targeted, source names, epsilon) -> {model name: Verdict}
     settings = list(itertools.product((False, True), sources, args.epsilons))
     for targeted, source, epsilon in tqdm(settings, desc="crafting", unit="setting"):
-        original = clean[source[0].name]
-        labels = torch.full_like(original, GOLDFISH) if targeted else original
+        target = GOLDFISH if targeted else None
+        labels = attack_labels(clean[source[0].name], target)
         # The whole budget (no early stop): an example just across the line rarely transfers.
-        options = dict(seed=args.seed, targeted=targeted, early_stop=False, verify=False)
-        attack = PGD(source, epsilon, args.steps, **options)
-        x_adv = attack(x, labels).adversarial
-        shares[targeted, tuple(m.name for m in source), epsilon] = by_model = {}
-        for model in models:  # targeted: sees the goldfish; untargeted: left its own class
-            predicted = predict(model, x_adv).argmax(1)
-            fooled = predicted == GOLDFISH if targeted else predicted != clean[model.name]
-            by_model[model.name] = fooled.float().mean().item()
-    save_transfer(shares, [m.name for m in models], args.epsilons, len(x), files)
+        attack = PGD(
+            source, epsilon, args.steps, seed=args.seed, targeted=targeted, early_stop=False
+        )
+        x_adversarial = attack(x, labels).adversarial
+        source_names = tuple(model.name for model in source)
+        verdicts[targeted, source_names, epsilon] = judge(models, x_adversarial, clean, target)
+    for targeted, epsilon in itertools.product((False, True), args.epsilons):
+        noise = random_signs(x, epsilon, args.seed)
+        target = GOLDFISH if targeted else None
+        verdicts[targeted, (RANDOM,), epsilon] = judge(models, noise, clean, target)
+    names = [model.name for model in models]
+    save_transfer(verdicts, names, args.epsilons, len(x), short_label(GOLDFISH), files)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    run(main)

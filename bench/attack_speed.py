@@ -2,7 +2,7 @@
 
 Same weights, input batch, epsilon, step size and number of steps for all of them:
 - floor: a bare PyTorch loop, forward + gradient with respect to the input only;
-- project: utils.attacks.PGD, the code step 5 runs, with early stopping off;
+- project: adversarial.attacks.PGD, the code step 5 runs, with early stopping off;
 - torchattacks: torchattacks.PGD (a benchmark-only dependency: requirements-bench.txt);
 the three on the model as load_model prepares it (BatchNorm folded, channels-last on
 the CPU), which isolates the attack loops; and torchattacks once more on the network
@@ -31,11 +31,11 @@ import torchvision
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.attacks import PGD, TutorialSGD
-from utils.images import load_image_tensor
-from utils.models import Classifier, load_model, pick_device
-from utils.samples import sample_photo
-from utils.tables import print_table
+from adversarial.attacks import PGD, TutorialSGD
+from adversarial.models import Classifier, load_model, pick_device
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.samples import sample_photo
+from adversarial.plumbing.tables import print_table
 
 GOLDFISH = 1
 EPSILON, STEP_SIZE = 2 / 255, 0.5 / 255
@@ -149,7 +149,7 @@ def models(device, folder):
         yield (
             label,
             load_model(name, weights_file, device),
-            load_model(name, weights_file, device, prepare=False),
+            load_model(name, weights_file, device, prepare_for_speed=False),
         )
     # Almost no network: what is left is each method's own per-step bookkeeping.
     tiny = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000))

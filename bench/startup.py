@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from utils.tables import print_table  # noqa: E402
+from adversarial.plumbing.tables import print_table  # noqa: E402
 
 FLOOR = """
 import sys

@@ -1,6 +1,8 @@
 """Shared fixtures: sample photos, the tutorial's reference data, a seeded random ResNet18,
 and two ways to run a numbered script: in-process (fast) and as a learner would (subprocess)."""
 
+from adversarial.plumbing.script import run
+
 import contextlib
 import io
 import os
@@ -15,8 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from utils.cli import run
-from utils.samples import sample_pixels
+from adversarial.plumbing.samples import sample_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT.parent / "shared" / "tutorial"  # reference data, read in place, never copied

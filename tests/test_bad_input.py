@@ -31,8 +31,8 @@ import step_3_adversarial
 import step_5_perturb
 import step_6_defense
 import step_7_adversarial_training
-from utils.errors import UserError
-from utils.images import load_image, load_image_tensor
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.images import load_image, load_image_tensor
 
 
 def test_an_image_between_pillows_limit_and_twice_it_is_refused(tmp_path):

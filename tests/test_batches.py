@@ -11,12 +11,12 @@ from PIL import Image
 
 import step_2_pretrained
 import step_5_perturb
-from utils.errors import UserError
-from utils.files import write_all
-from utils.images import load_image_tensor
-from utils.labels import label
-from utils.models import load_model, predict
-from utils.tables import format_table
+from adversarial.models import load_model, predict
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import write_all
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import label
+from adversarial.plumbing.tables import format_table
 
 GOLDFISH = 1
 

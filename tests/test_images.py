@@ -1,12 +1,12 @@
-"""utils/images.py: every image mode Pillow reads becomes the same RGB crop; 8-bit round trips."""
+"""plumbing/images.py: every image mode Pillow reads becomes the same RGB crop; 8-bit round trip."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from utils.errors import UserError
-from utils.images import (
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.images import (
     from_uint8,
     load_image,
     load_image_tensor,

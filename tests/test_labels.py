@@ -1,9 +1,9 @@
-"""utils/labels.py: the tutorial's label file, and names or indices -> one class index."""
+"""plumbing/labels.py: the tutorial's label file, and names or indices -> one class index."""
 
 import pytest
 
-from utils.errors import UserError
-from utils.labels import NUM_CLASSES, class_index, label, labels
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.labels import NUM_CLASSES, class_index, label, labels
 
 
 def test_there_are_1000_labels_one_of_them_twice():

@@ -1,27 +1,29 @@
-"""utils/models.py: the normalisation lives in the model and its inverse is exact."""
+"""adversarial/models.py: the normalisation lives in the model and its inverse is exact."""
 
 import urllib.error
 
 import pytest
 import torch
 import torchvision
-from conftest import call
+from conftest import assert_clean_error, call
 from torch import nn
 
 import step_2_pretrained
-from utils.errors import UserError
-from utils.images import load_image_tensor
-from utils.models import (
+from adversarial.models import (
     EFFICIENTNETS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     LITE_MEAN,
     LITE_STD,
-    RESNET18_FILE,
     Classifier,
     device_of,
     load_model,
     models_at_hand,
     predict,
 )
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.weights import RESNET18_URL, resnet18_cache_file
 
 RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NORMALISATIONS = {
@@ -122,15 +124,52 @@ def test_efficientnet_lite0_works_offline_and_sees_the_espresso(coffee):
     assert 0.90 < probabilities[ESPRESSO] < 0.98  # 0.94, as the README shows
 
 
+def test_resnet18_comes_from_torchvisions_url_with_torchvisions_normalisation():
+    pretrained = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    assert pretrained.url == RESNET18_URL
+    assert tuple(pretrained.transforms().mean) == IMAGENET_MEAN
+    assert tuple(pretrained.transforms().std) == IMAGENET_STD
+
+
 def test_resnet18_is_at_hand_when_cached_or_given(tmp_path, monkeypatch):
-    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    assert url.rsplit("/", 1)[-1] == RESNET18_FILE  # the file torchvision caches
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert resnet18_cache_file() == tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert "resnet18" not in models_at_hand()
     assert models_at_hand(weights="resnet18.pth")[0] == "resnet18"
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / RESNET18_FILE).write_bytes(b"")
+    resnet18_cache_file().parent.mkdir(parents=True)
+    resnet18_cache_file().write_bytes(b"")
     assert models_at_hand() == ["resnet18", *EFFICIENTNETS]
+
+
+class _Payload:
+    """Unpickling this creates a marker file: the test of a cache file that runs code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_replaced_cache_file_is_refused_without_running_it(coffee, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    marker = tmp_path / "code-ran"
+    resnet18_cache_file().parent.mkdir(parents=True)
+    torch.save({"fc.weight": _Payload(marker)}, resnet18_cache_file())
+    load_model.cache_clear()
+    for model in ("resnet18", "auto"):
+        result = call(step_2_pretrained, coffee, "--model", model)
+        assert_clean_error(result, str(resnet18_cache_file()), "wrong sha256")
+    load_model.cache_clear()
+    assert not marker.exists()
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    state = torchvision.models.resnet18().state_dict()
+    state["fc.bias"][3] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(UserError, match=r"fc\.bias holds NaN or infinite values"):
+        load_model("resnet18", tmp_path / "nan.pth")
 
 
 def test_device_of_any_module():
@@ -148,8 +187,8 @@ def test_efficientnet_lite0_with_folded_batch_norm_computes_the_same_function():
     net.load_state_dict(torch.load(weights, weights_only=True))
     reference = Classifier(net.eval(), LITE_MEAN, LITE_STD, "efficientnet_lite0")
     assert_same_function(load_model("efficientnet_lite0"), reference)
-    # prepare=False (for the benchmark) leaves the network as its package builds it
-    unprepared = load_model("efficientnet_lite0", prepare=False)
+    # prepare_for_speed=False (for the benchmark) leaves the network as its package builds it
+    unprepared = load_model("efficientnet_lite0", prepare_for_speed=False)
     assert any(isinstance(m, nn.BatchNorm2d) for m in unprepared.modules())
 
 
@@ -193,9 +232,9 @@ def test_bad_weights_are_user_errors(bad_weights, tmp_path, kind):
 
 
 def test_resnet18_without_network_says_how_to_work_offline(coffee, tmp_path, monkeypatch):
-    """No weights in the cache and no network: one line naming both remedies, after torch's
-    own "Downloading: ..." notice (sent to stderr). The network is simulated: torch's
-    downloader raises as it does offline, so no test downloads."""
+    """No weights in the cache and no network: --model resnet18 is one line naming both
+    remedies; auto, the default, falls back to EfficientNet-Lite0 with one note. The
+    network is simulated: torch's downloader raises as it does offline."""
 
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -203,11 +242,11 @@ def test_resnet18_without_network_says_how_to_work_offline(coffee, tmp_path, mon
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     load_model.cache_clear()
-    result = call(step_2_pretrained, coffee)
+    result = call(step_2_pretrained, coffee, "--model", "resnet18")
+    fallback = call(step_2_pretrained, coffee)
     load_model.cache_clear()
-    assert result.returncode == 2
-    assert result.stdout == ""  # torch's download notice is sent to stderr, not stdout
-    lines = result.stderr.splitlines()
-    assert lines[0].startswith("Downloading: ") and len(lines) == 2, result.stderr
-    assert lines[1].startswith("error: cannot download the ResNet18 weights"), lines[1]
-    assert "--weights" in lines[1] and "efficientnet_lite0" in lines[1]
+    assert result.returncode == 2 and result.stdout == ""
+    assert_clean_error(result, "cannot download the ResNet18 weights", "--weights", "lite0")
+    assert fallback.stdout == "Prediction: espresso\n"
+    assert fallback.stderr == "Model: efficientnet_lite0 (ResNet18 weights unavailable: offline?)\n"
+    assert not resnet18_cache_file().exists()  # no partial download left behind

@@ -22,8 +22,8 @@ from torch import nn
 
 import step_2_pretrained as STEP_2
 import step_3_adversarial as STEP_3
-from utils.images import load_image_tensor
-from utils.labels import labels
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import labels
 
 ESPRESSO, CORGI = "espresso", "Pembroke, Pembroke Welsh corgi"
 LITE0_MEAN, LITE0_STD = (0.498,) * 3, (0.502,) * 3

@@ -19,7 +19,7 @@ def levels(path):
 
 def crop_levels(path):
     """The 224x224 crop the model sees, in 8-bit levels."""
-    from utils.images import load_image_tensor
+    from adversarial.plumbing.images import load_image_tensor
 
     return np.rint(load_image_tensor(path)[0].permute(1, 2, 0).numpy() * 255).astype(np.int16)
 

@@ -3,11 +3,15 @@
 import csv
 
 import pytest
+import torch
 from conftest import LITE0, assert_clean_error, call, files_in, run_script, succeeded
 from PIL import Image
 
 import step_5_perturb
 import step_9_transfer
+from adversarial.attacks import PGD, random_signs
+from adversarial.models import load_model, predict
+from adversarial.plumbing.samples import sample_photo
 
 LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 GOLDFISH = "goldfish, Carassius auratus"
@@ -70,20 +74,39 @@ def test_without_a_record_the_original_decides(coffee, photos, tmp_path):
 
 def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
     args = ["--sweep", "--photos", "coffee,chelsea", "--epsilons", "4/255", "--steps", "2"]
-    result = call(step_9_transfer, *args, "--output-dir", tmp_path)
-    lines = succeeded(result)
+    lines = succeeded(call(step_9_transfer, *args, "--output-dir", tmp_path))
     assert "Untargeted: share of 2 photos that fool each model" in lines
-    assert "Targeted (goldfish): share of 2 photos that fool each model" in lines
+    assert (
+        "Targeted (goldfish): share of 2 photos that fool each model "
+        "(median rank of goldfish among the 1000 classes)"
+    ) in lines
     with open(tmp_path / "transfer.csv", newline="") as file:
-        rows = list(csv.DictReader(file))
-    sources = {row["made on"] for row in rows}
-    assert sources == {*LITES, *(" + ".join(m for m in LITES if m != out) for out in LITES)}
-    assert len(rows) == 2 * 6  # two modes, six sources, one epsilon
-    for row in rows:
-        for model in LITES:
-            share = row[model].rstrip("*")
-            assert share in ("0%", "50%", "100%")
-            assert row[model].endswith("*") == (model in row["made on"])
+        rows = {(r["mode"], r["made on"], r["model"]): r for r in csv.DictReader(file)}
+    ensembles = {" + ".join(m for m in LITES if m != out) for out in LITES}
+    assert {made_on for _, made_on, _ in rows} == {*LITES, *ensembles, "random signs"}
+    assert len(rows) == 2 * 7 * 3  # two modes, six sources and the noise, three models
+
+    # The cells made on Lite0 and the noise's, computed here from the same examples.
+    x = torch.cat([sample_photo("coffee"), sample_photo("chelsea")])
+    models = [load_model(name) for name in LITES]
+    clean = {m.name: predict(m, x).argmax(1) for m in models}
+    for targeted in (False, True):
+        labels = torch.full((2,), 1) if targeted else clean["efficientnet_lite0"]
+        pgd = PGD(models[0], 4 / 255, 2, seed=0, targeted=targeted, early_stop=False)
+        examples = {"efficientnet_lite0": pgd(x, labels).adversarial}
+        examples["random signs"] = random_signs(x, 4 / 255, seed=0)
+        mode = "targeted (goldfish)" if targeted else "untargeted"
+        for source, x_adversarial in examples.items():
+            assert (x_adversarial - x).abs().max() <= 4 / 255 + 1e-6  # float32 rounding
+            for model in models:
+                p = predict(model, x_adversarial)
+                fooled = p.argmax(1) == 1 if targeted else p.argmax(1) != clean[model.name]
+                row = rows[mode, source, model.name]
+                assert float(row["share fooled"]) == fooled.float().mean().item()
+                assert row["made on it"] == str(model.name == source)
+                if targeted:
+                    ranks = [int((p[i] > p[i, 1]).sum()) + 1 for i in range(2)]
+                    assert float(row["median target rank"]) == sum(ranks) / 2
     with Image.open(tmp_path / "transfer.png") as plot:
         assert plot.format == "PNG" and plot.width > 2 * 300  # two panels
     assert sorted(p.name for p in files_in(tmp_path)) == ["transfer.csv", "transfer.png"]

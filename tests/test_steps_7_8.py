@@ -2,13 +2,15 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import assert_clean_error, call, files_in, run_script, succeeded
 from PIL import Image
 
 import step_7_adversarial_training as step7
 import step_8_virtual_adversarial_training as step8
-from utils import digits
-from utils.attacks import FGSM
+from adversarial import digits
+from adversarial.attacks import FGSM, PGD
+from adversarial.training import MADRY_PGD_STEPS, goodfellow_loss, madry_loss
 
 EPSILON = 0.2
 SEED = 0
@@ -68,11 +70,26 @@ def test_without_early_stop_every_digit_takes_the_step(data):
     full = FGSM(model, EPSILON, targeted=False, early_stop=False)(x_test, y_test)
     assert torch.equal(stopping.adversarial[wrong], x_test[wrong])
     moved = (full.adversarial - x_test).flatten(1).abs().amax(1)
-    assert moved.min() > 0 and moved.max() <= EPSILON + 1 / 510  # bound, then 8-bit rounding
+    assert moved.min() > 0 and moved.max() <= EPSILON + 1e-6  # the bound, on the 8-bit image
     assert torch.equal(full.success, model(full.adversarial).argmax(1) != y_test)
-    # Training skips the verdict (it classifies the result itself): same images, no verdict.
-    training = FGSM(model, EPSILON, targeted=False, early_stop=False, verify=False)(x_test, y_test)
-    assert torch.equal(training.adversarial, full.adversarial) and training.success is None
+
+
+def test_the_training_objectives_are_the_papers(data):
+    """Goodfellow et al.'s: the mean of the clean and the FGSM cross-entropies; Madry et
+    al.'s: the cross-entropy of the PGD examples alone. Computed here from the attacks."""
+    x_train, y_train, _, _ = data
+    x, y = x_train[:64], y_train[:64]
+    losses = {"1 epoch": digits.clean_loss(x_train, y_train)}
+    (model,) = digits.train_models(losses, x_train, 1, SEED).values()
+    x_fgsm = FGSM(model, EPSILON, targeted=False, early_stop=False)(x, y).adversarial
+    mix = (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_fgsm), y)) / 2
+    torch.testing.assert_close(goodfellow_loss(model, x, y, EPSILON), mix)
+    torch.manual_seed(1)
+    pgd = PGD(model, EPSILON, MADRY_PGD_STEPS, targeted=False, early_stop=False)
+    alone = F.cross_entropy(model(pgd(x, y).adversarial), y)
+    torch.manual_seed(1)  # the same random start
+    torch.testing.assert_close(madry_loss(model, x, y, EPSILON), alone)
+    assert alone > F.cross_entropy(model(x), y)
 
 
 def test_vat_beats_training_on_the_labels_alone(data):
@@ -80,8 +97,8 @@ def test_vat_beats_training_on_the_labels_alone(data):
     labelled = step8.pick_labelled(y_train, 5, SEED)
     assert torch.equal(torch.bincount(y_train[labelled]), torch.full((10,), 5))
     losses = {
-        "supervised": step8.semi_supervised_loss(x_train, y_train, labelled, SEED),
-        "vat": step8.semi_supervised_loss(x_train, y_train, labelled, SEED, EPSILON),
+        objective: step8.semi_supervised_loss(x_train, y_train, labelled, SEED, objective, EPSILON)
+        for objective in ("supervised", "vat")
     }
     models = digits.train_models(losses, x_train, 3, SEED)
     supervised, vat = (digits.accuracy(m, x_test, y_test) for m in models.values())
@@ -91,14 +108,15 @@ def test_vat_beats_training_on_the_labels_alone(data):
 def check_table_plot_and_weights(lines, output_dir, plot, names, data):
     assert lines[1].split() == [
         "epsilon",
-        *(w for n in names for a in ("FGSM", "PGD") for w in (n, a)),
+        *(w for n in names for a in ("FGSM", "PGD") for w in (n, "vs", a)),
     ]
     assert [line.split()[0] for line in lines[2:5]] == ["clean", "0.1", "0.2"]
     with Image.open(output_dir / plot) as png:
         assert png.format == "PNG"
         png.verify()
     _, _, x_test, y_test = data
-    for column, name in ((1, names[0]), (3, names[1])):
+    for i, name in enumerate(names):
+        column = 1 + 2 * i  # each model's FGSM column
         model = digits.build_model()
         model.load_state_dict(torch.load(output_dir / f"digits_{name}.pth", weights_only=True))
         clean = f"{digits.accuracy(model, x_test, y_test):.1%}"  # mean and std came back too
@@ -111,11 +129,11 @@ def test_step_7_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
     lines = succeeded(result)
     assert lines[0] == "Accuracy on the held-out digits, clean and under attack:"
     check_table_plot_and_weights(
-        lines, tmp_path, "robustness.png", ["standard", "adversarial"], data
+        lines, tmp_path, "robustness.png", ["standard", "fgsm_trained"], data
     )
     assert (
         lines[-1]
-        == f"Saved robustness.png, digits_standard.pth, digits_adversarial.pth in {tmp_path}"
+        == f"Saved robustness.png, digits_standard.pth, digits_fgsm_trained.pth in {tmp_path}"
     )
     assert "training standard" in result.stderr  # tqdm progress
 
@@ -125,7 +143,7 @@ def test_step_8_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
     lines = succeeded(call(step8, *args))
     assert lines[0] == "50 labelled digits, 1387 unlabelled"
     check_table_plot_and_weights(
-        lines[1:], tmp_path, "semi_supervised.png", ["supervised", "vat"], data
+        lines[1:], tmp_path, "semi_supervised.png", ["supervised", "adversarial", "vat"], data
     )
 
 
@@ -133,14 +151,16 @@ def test_step_8_prints_the_table_and_writes_plot_and_weights(tmp_path, data):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--epsilon", "0"], "--epsilon: must be in (0, 1]"),
-        (["--epsilon", "-0.1"], "--epsilon: must be in (0, 1]"),
-        (["--epsilon", "1.5"], "--epsilon: must be in (0, 1]"),
-        (["--epsilon=1e400"], "--epsilon: '1e400' is not a number"),
+        (["--epsilon", "0"], "--epsilon: must be from 1/255 (one 8-bit level) to 1"),
+        (["--epsilon", "-0.1"], "--epsilon: must be from 1/255"),
+        (["--epsilon", "1.5"], "--epsilon: must be from 1/255"),
+        (["--epsilon", "0.001"], "--epsilon: must be from 1/255"),
+        (["--epsilon=1e400"], "--epsilon: must be from 1/255"),
+        (["--epsilon=1e1000000000"], "--epsilon: must be from 1/255"),
         (["--epochs", "0"], "--epochs: must be from 1 to 1000"),
         (["--eval-epsilons", "0.1,x"], "--eval-epsilons: '0.1,x': 'x' is not a number"),
         (["--eval-epsilons", "0.1,,0.2"], "--eval-epsilons"),
-        (["--eval-epsilons", "0.1,2"], "--eval-epsilons: '0.1,2': must be in (0, 1]"),
+        (["--eval-epsilons", "0.1,2"], "--eval-epsilons: '0.1,2': must be from 1/255"),
         (["--eval-epsilons", "0.1,1e400"], "--eval-epsilons"),
         (["--seed", "-1"], "--seed: must be from 0 to 4294967295"),
     ],

@@ -1,7 +1,7 @@
 """Images in and out: one loader for every format Pillow reads, one 8-bit writer.
 
 Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisation
-lives in the model wrapper (utils/models.py), not in the image pipeline.
+lives in the model wrapper (adversarial/models.py), not in the image pipeline.
 """
 
 import warnings
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils.errors import UserError
-from utils.files import check_image_output, check_input_file, write_atomically
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import check_image_output, check_input_file, write_atomically
 
 SIZE = 224
 MAX_ASPECT = 16

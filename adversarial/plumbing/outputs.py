@@ -7,13 +7,13 @@ from typing import NamedTuple
 import torch
 from PIL import Image, PngImagePlugin
 
-from utils.errors import UserError
-from utils.figures import amplified_difference, comparison_writer
-from utils.files import check_outputs, write_all
-from utils.images import image_writer, load_image_tensor
-from utils.labels import short_label
-from utils.models import device_of
-from utils.perturbations import perturbation_writer
+from adversarial.models import device_of
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.figures import amplified_difference, comparison_writer
+from adversarial.plumbing.files import check_outputs, write_all
+from adversarial.plumbing.images import image_writer, load_image_tensor
+from adversarial.plumbing.labels import short_label
+from adversarial.plumbing.perturbations import perturbation_writer
 
 NAMES = ("adversarial.png", "adversarial_r.npy", "comparison.png")
 
@@ -69,10 +69,11 @@ def caption(probabilities):
     return f"{short_label(index)} {probabilities[index]:.0%}"
 
 
-def save_outputs(models, x, adversarial, clean, final, files, target):
+def save_outputs(models, x, adversarial, clean, final, files, target, title):
     """Write the three files for one image x (1, 3, H, W) and its adversarial version
     (on the CPU), all or none; r is in the first model's normalised space. The PNG records
-    how it was made (text chunks, see `provenance`): step 9 reads them."""
+    how it was made (text chunks, see `provenance`): step 9 reads them. `title` heads the
+    comparison picture (the models, the method, epsilon)."""
     metadata = PngImagePlugin.PngInfo()
     metadata.add_text("made on", ",".join(model.name for model in models))
     metadata.add_text("target", "" if target is None else str(target))
@@ -96,5 +97,5 @@ def save_outputs(models, x, adversarial, clean, final, files, target):
         (adversarial, f"adversarial (PNG)\n{caption(final)}"),
         (difference, f"perturbation x{gain:.0f}\nmax {linf_levels(x, adversarial)}/255"),
     ]
-    writers = [write_png, perturbation_writer(r), comparison_writer(panels)]
+    writers = [write_png, perturbation_writer(r), comparison_writer(panels, title)]
     write_all(dict(zip((files[name] for name in NAMES), writers, strict=True)))

@@ -2,7 +2,7 @@
 
 import csv
 
-from utils.files import write_atomically
+from adversarial.plumbing.files import write_atomically
 
 
 def format_table(header, rows):

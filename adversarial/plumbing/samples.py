@@ -25,6 +25,6 @@ def sample_photo(name):
     """The tutorial's 224x224 crop of a sample photo: (1, 3, 224, 224) pixels in [0, 1]."""
     from PIL import Image
 
-    from utils.images import from_uint8, resize_and_crop
+    from adversarial.plumbing.images import from_uint8, resize_and_crop
 
     return from_uint8(resize_and_crop(Image.fromarray(sample_pixels(name))))

@@ -3,7 +3,7 @@
 Each defense takes pixels in [0, 1], shape (N, 3, H, W), and returns the same shape on
 the same device and dtype: exactly what saving the squeezed image and reading the file
 back gives, so every number measured with them can be reproduced from files. They read
-x.detach() and have no gradient of their own; the attacks in utils/attacks.py pass the
+x.detach() and have no gradient of their own; the attacks in adversarial/attacks/ pass the
 gradient straight through them (BPDA), as an attacker who knows the defense would.
 """
 
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from utils.errors import UserError
-from utils.files import write_atomically
-from utils.images import from_uint8, save_image, to_uint8
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import write_atomically
+from adversarial.plumbing.images import from_uint8, save_image, to_uint8
 
 
 def _check_int(value, what, low, high=None):
@@ -59,7 +59,7 @@ def encode_jpeg(pixels, quality=75):
 
 
 def decode_jpeg(data):
-    """JPEG file bytes -> (H, W, 3) uint8, as utils.images.load_image reads the file."""
+    """JPEG file bytes -> (H, W, 3) uint8, as plumbing.images.load_image reads the file."""
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 

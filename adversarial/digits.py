@@ -1,22 +1,21 @@
 """Steps 7 and 8's lab: scikit-learn's 8x8 digits, a small CNN, its training loop, and its
 evaluation under the project's FGSM and PGD. Small enough to train in seconds on a CPU.
 
-    from utils.digits import build_model, load_data
+    from adversarial.digits import build_model, load_data
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.attacks import FGSM, PGD, quantize
-from utils.figures import curves_writer
-from utils.files import write_all
-from utils.models import Classifier
-from utils.tables import print_table
+from adversarial.attacks import FGSM, PGD, quantize
+from adversarial.models import Classifier
+from adversarial.plumbing.figures import curves_writer
+from adversarial.plumbing.files import write_all
+from adversarial.plumbing.tables import print_table
 
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
-TRAIN_PGD_STEPS = 7  # Madry et al.'s CIFAR-10 training budget; evaluation gets more
 EVAL_PGD_STEPS = 20
 TEST_FRACTION = 0.2
 
@@ -56,18 +55,13 @@ def build_model(mean=0.0, std=1.0):
     return Classifier(net, mean=(mean,), std=(std,), name="digits_cnn")
 
 
-def make_attack(method, model, epsilon, training=False):
-    """Untargeted: labels are the classes to move away from.
-
-    For training, every step for every digit, as Goodfellow et al. and Madry et al. do
-    (stopping a digit at its first mistake would give examples barely across the
-    boundary), and no verdict on the result: the training step classifies it anyway.
-    """
-    options = dict(targeted=False, early_stop=not training, verify=not training)
+def make_attack(method, model, epsilon):
+    """The evaluation attacks, untargeted: labels are the true classes, to move away from.
+    PGD takes 20 steps of epsilon/4 from a random start; each digit counts as lost from
+    the first step that fools it."""
     if method == "fgsm":
-        return FGSM(model, epsilon, **options)
-    steps = TRAIN_PGD_STEPS if training else EVAL_PGD_STEPS
-    return PGD(model, epsilon, steps=steps, **options)
+        return FGSM(model, epsilon, targeted=False)
+    return PGD(model, epsilon, steps=EVAL_PGD_STEPS, targeted=False)
 
 
 def train_models(losses, x_train, epochs, seed):
@@ -108,7 +102,10 @@ def accuracy(model, x, y):
 
 
 def evaluate(model, x, y, epsilons, name):
-    """{"FGSM": [...], "PGD": [...]}: accuracy on the attacked images, clean (epsilon 0) first."""
+    """{"FGSM": [...], "PGD": [...]}: accuracy on the attacked images, clean (epsilon 0) first.
+
+    Each attack judges the digits as attacked: accurate means not fooled.
+    """
     from tqdm import tqdm
 
     clean = accuracy(model, x, y)
@@ -116,7 +113,6 @@ def evaluate(model, x, y, epsilons, name):
     for epsilon in tqdm(epsilons, desc=f"attacking {name}", unit="epsilon"):
         for attack in results:
             result = make_attack(attack.lower(), model, epsilon)(x, y)
-            # The attack has classified each digit as attacked: accurate = not fooled.
             results[attack].append(1 - result.success.float().mean().item())
     return results
 
@@ -141,11 +137,11 @@ def report(models, results, epsilons, train_epsilon, title, plot):
         for i, epsilon in enumerate([0, *epsilons])
     ]
     print("Accuracy on the held-out digits, clean and under attack:")
-    print_table(["epsilon", *(f"{name} {attack}" for name, attack in columns)], rows)
+    print_table(["epsilon", *(f"{name} vs {attack}" for name, attack in columns)], rows)
 
     curves = [
-        (f"{name} model, {attack}", results[name][attack], f"{color}o{style}")
-        for color, name in zip("br", results, strict=True)
+        (f"{name} model, attacked with {attack}", results[name][attack], f"{color}o{style}")
+        for color, name in zip("brg", results, strict=False)
         for attack, style in (("FGSM", "--"), ("PGD", "-"))
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)

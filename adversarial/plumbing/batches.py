@@ -1,12 +1,20 @@
 """Many images at once: folders expanded, images read in batches with a progress bar, and a
-summary table (also saved as CSV). Steps 2 and 5 use it when given more than one file."""
+summary table (also saved as CSV), and step 5 on many images. Steps 2 and 5 use it when
+given more than one file."""
 
+import functools
 import sys
 from pathlib import Path
 
-from utils.errors import UserError
-from utils.images import load_image_tensor
-from utils.tables import print_table, save_csv
+import torch
+
+from adversarial.attacks import attack_labels
+from adversarial.models import predict
+from adversarial.plumbing.errors import AttackFailed, UserError
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import label
+from adversarial.plumbing.outputs import linf_levels, save_outputs
+from adversarial.plumbing.tables import print_table, save_csv
 
 
 def list_images(paths):
@@ -80,3 +88,42 @@ class Summary:
         if csv_path is not None:
             save_csv(csv_path, self.columns, rows)
             print(f"Summary written to {csv_path}")
+
+
+def attack_all(attack, paths, target, outputs, batch_size, title):
+    """Step 5 on many images: every image in batches through the same attack, its files
+    saved when it is fooled, one row each in a summary table (also saved as CSV)."""
+    summary = Summary("image", "original", "final", "success", "steps", "linf_levels", "note")
+    unreadable = functools.partial(summary.add, success="no", note="not a readable image")
+    for images in image_batches(paths, batch_size, "attacking", on_error=unreadable):
+        x = torch.cat(list(images.values()))
+        clean = predict(attack.models[0], x)  # an ensemble's first model: the classes shown
+        original = clean.argmax(1)
+        result = attack(x, attack_labels(original, target))
+        for i, path in enumerate(images):
+            final = result.probabilities[i].cpu()
+            x_adversarial = result.adversarial[i : i + 1].cpu()
+            already = target == original[i]
+            fooled = bool(result.success[i]) and not already
+            if fooled:
+                files = outputs.per_image[path]
+                save_outputs(
+                    attack.models, x[i], x_adversarial, clean[i], final, files, target, title
+                )
+            note = ""
+            if already:
+                note = "already the target"
+            elif not fooled:
+                note = "not fooled"
+            summary.add(
+                image=path,
+                original=label(original[i]),
+                final=label(final.argmax()),
+                success="yes" if fooled else "no",
+                steps=int(result.steps[i]),
+                linf_levels=linf_levels(x[i], x_adversarial) if fooled else "",
+                note=note,
+            )
+    summary.report(outputs.summary)
+    if failed := summary.count("success", "no"):
+        raise AttackFailed(f"{failed} of {len(summary.rows)} images not fooled (see the notes)")

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.errors import UserError
-from utils.files import check_input_file
-from utils.images import SIZE
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import check_input_file
+from adversarial.plumbing.images import SIZE
 
 SHAPES = ((1, 3, SIZE, SIZE), (3, SIZE, SIZE))
 

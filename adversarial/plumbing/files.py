@@ -5,7 +5,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from utils.errors import UserError
+from adversarial.plumbing.errors import UserError
 
 # Formats whose files read back exactly as written, so what is classified is what is saved.
 LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}

@@ -1,0 +1,32 @@
+"""Attacks on image classifiers, one class per attack, one module per family.
+
+    gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon
+    noise.py     the baseline: random signs of the same size
+    shared.py    what every attack uses: the 8-bit image inside the epsilon ball, the
+                 straight-through pass (BPDA), and the scoreboard of who is fooled
+
+Every attack takes any nn.Module on [0, 1] pixels that returns logits (or a list of them,
+an ensemble) and returns an AttackResult judged on the image as it would be saved.
+"""
+
+from adversarial.attacks.gradient import FGSM, PGD, TutorialSGD
+from adversarial.attacks.noise import random_signs
+from adversarial.attacks.shared import (
+    AttackResult,
+    LinfBall,
+    attack_labels,
+    quantize,
+    straight_through,
+)
+
+__all__ = [
+    "FGSM",
+    "PGD",
+    "AttackResult",
+    "LinfBall",
+    "TutorialSGD",
+    "attack_labels",
+    "quantize",
+    "random_signs",
+    "straight_through",
+]
