@@ -24,6 +24,31 @@ def crop_levels(path):
     return np.rint(load_image_tensor(path)[0].permute(1, 2, 0).numpy() * 255).astype(np.int16)
 
 
+def check_comparison(path, original, adversarial):
+    """Three panels side by side under the title: the original crop, the adversarial PNG,
+    and their difference amplified around mid-grey (found by their pixels, not the layout
+    code: each panel is searched for in the picture)."""
+    with Image.open(path) as picture:
+        canvas = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    difference = adversarial - original
+    gain = 0.5 / max(np.abs(difference).max() / 255, 1 / 255)
+    amplified = np.rint(np.clip(0.5 + gain * difference / 255, 0, 1) * 255)
+    lefts = []
+    for panel in (original, adversarial, amplified):
+        found = [
+            (top, left)
+            for top in range(canvas.shape[0] - 223)
+            for left in range(0, canvas.shape[1] - 223, 2)
+            if canvas[top, left, 0] == panel[0, 0, 0]
+            and np.array_equal(canvas[top : top + 224, left : left + 224], panel)
+        ]
+        assert found, "a panel is missing from the comparison picture"
+        lefts.append(found[0][1])
+    assert lefts == sorted(lefts)  # original, adversarial, difference, left to right
+    title_band = canvas[: found[0][0]]
+    assert (title_band < 128).any()  # the title: dark text above the panels
+
+
 @pytest.fixture(scope="module")
 def default_run(coffee, tmp_path_factory):
     out = tmp_path_factory.mktemp("step5")
@@ -58,8 +83,7 @@ def test_outputs_bound_and_comparison(default_run, coffee):
     assert 0 < change.max() <= 2  # epsilon 2/255: at most 2 levels in every channel
     r = np.load(out / "adversarial_r.npy", allow_pickle=False)
     assert r.shape == (1, 3, 224, 224) and r.dtype == np.float32
-    with Image.open(out / "comparison.png") as comparison:
-        assert comparison.width > 3 * 224 and comparison.height > 224
+    check_comparison(out / "comparison.png", crop_levels(coffee), levels(out / "adversarial.png"))
     with Image.open(out / "adversarial.png") as png:
         assert png.text["made on"] == "efficientnet_lite0"
 
@@ -108,9 +132,14 @@ def test_seed_makes_reruns_identical(coffee, tmp_path):
 
 
 def test_random_resnet18_weights_run_end_to_end(coffee, random_resnet18, tmp_path):
+    from test_step_2_3 import resnet18_label
+
     args = ["--weights", random_resnet18, "--untargeted", "--output-dir", tmp_path]
     lines = succeeded(call(step_5_perturb, coffee, "--model", "resnet18", *args))
-    assert lines[-1].startswith("New prediction: ")
+    old = resnet18_label(random_resnet18, crop_levels(coffee) / 255)
+    new = resnet18_label(random_resnet18, levels(tmp_path / "adversarial.png") / 255)
+    assert lines[-2:] == [f"Old prediction: {old}", f"New prediction: {new}"]
+    assert new != old  # untargeted: the saved PNG left the class
     with Image.open(tmp_path / "adversarial.png") as png:
         assert png.text["made on"] == "resnet18"
 
