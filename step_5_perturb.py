@@ -88,7 +88,7 @@ def main(argv=None):
     timer = Timer(enabled=args.timing)
     paths = list_images(args.images)
     target = None if args.untargeted else class_index(args.target)
-    outputs = plan_outputs(paths, args.output_dir, one_file_given(args.images))
+    outputs = plan_outputs(paths, args.output_dir, one_file_given(args.images), [args.weights])
     if one_file_given(args.images):
         x = load_image_tensor(paths[0])  # a bad file fails before the model loads
     with timer("model load"):

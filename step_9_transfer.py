@@ -67,7 +67,7 @@ def main(argv=None):
     if args.sweep and args.original:
         raise UserError("--original is for one image; the sweep makes its own examples")
     files = [args.output_dir / "transfer.png", args.output_dir / "transfer.csv"]
-    check_outputs(files if args.sweep else [], [])
+    check_outputs(files if args.sweep else [], [args.image, args.original, args.weights])
     images = [] if args.sweep else [args.image, *([args.original] if args.original else [])]
     x = [load_image_tensor(path) for path in images]  # a bad file fails before the models load
     names = args.models or models_at_hand(args.weights)

@@ -31,6 +31,7 @@ import step_3_adversarial
 import step_5_perturb
 import step_6_defense
 import step_7_adversarial_training
+import step_9_transfer
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.images import load_image, load_image_tensor
 
@@ -291,3 +292,187 @@ def test_the_loader_gives_a_valid_crop_or_a_user_error(tmp_path, data):
         return
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
+
+
+# The fuzzer's second round (issue 18): no input is ever overwritten, a failed write keeps
+# the old outputs whole, and every odd case is one clean line.
+
+
+def digests(folder):
+    return {path.name: path.read_bytes() for path in files_in(folder)}
+
+
+def test_a_weights_file_named_like_an_output_is_never_overwritten(
+    coffee, random_resnet18, tmp_path
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    weights = out / "adversarial_r.npy"
+    weights.write_bytes(random_resnet18.read_bytes())
+    args = ["--model", "resnet18", "--weights", weights, "--output-dir", out]
+    result = call(step_5_perturb, coffee, *args)
+    assert_clean_error(result, str(weights), "is an input and would be overwritten")
+    assert weights.read_bytes() == random_resnet18.read_bytes()
+    sweep = ["--sweep", "--weights", out / "transfer.csv", "--output-dir", out]
+    (out / "transfer.csv").write_bytes(random_resnet18.read_bytes())
+    assert_clean_error(call(step_9_transfer, *sweep), "transfer.csv: is an input")
+    assert (out / "transfer.csv").read_bytes() == random_resnet18.read_bytes()
+
+
+def test_a_failed_write_keeps_the_previous_run_whole(coffee, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    succeeded(call(step_5_perturb, coffee, *LITE0, "--output-dir", out))
+    before = digests(out)
+    real_replace = os.replace
+
+    failed = []
+
+    def full_disk_at_the_second_file(source, destination):
+        if str(destination).endswith("adversarial_r.npy") and not failed:
+            failed.append(destination)
+            raise OSError(28, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", full_disk_at_the_second_file)
+    args = ["--method", "pgd", "--epsilon", "4/255", "--output-dir", out]
+    result = call(step_5_perturb, coffee, *LITE0, *args)
+    assert_clean_error(result, "cannot write", "No space left on device")
+    assert digests(out) == before  # the old set, byte for byte, and no temporary
+
+
+def test_a_failed_write_leaves_no_new_folder(coffee, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    result = call(step_5_perturb, coffee, *LITE0, "--output-dir", tmp_path / "new" / "out")
+    assert_clean_error(result, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_step_7_saves_its_weights(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):  # what torch.save raises when the disk is full
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    args = ["--epochs", "1", "--eval-epsilons", "0.1", "--output-dir", tmp_path / "out"]
+    result = call(step_7_adversarial_training, *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]  # after the training's progress bars
+    assert last.startswith("error: cannot write") and "unexpected pos 64" in last
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_name_that_is_not_utf8_in_the_summary(photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9.png")
+    (folder / odd).write_bytes(photos["rocket"].read_bytes())
+    out = tmp_path / "out"
+    args = ["--untargeted", "--method", "pgd", "--epsilon", "8/255", "--output-dir", out]
+    succeeded(call(step_5_perturb, folder, *LITE0, *args))
+    assert b"caf\xe9.png" in (out / "summary.csv").read_bytes()  # its own bytes, as named
+
+
+@pytest.mark.parametrize(
+    ("record", "value"), [("target", "5000"), ("target", "-1"), ("made on", "vgg\x1b[31m")]
+)
+def test_step_9_refuses_damaged_records(coffee, tmp_path, record, value):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    texts = {"made on": "efficientnet_lite0", "target": "1", "original": "967", record: value}
+    for key, text in texts.items():
+        info.add_text(key, text)
+    png = tmp_path / "edited.png"
+    Image.open(coffee).save(png, pnginfo=info)
+    result = call(step_9_transfer, png)
+    assert_clean_error(result, str(png), "record is damaged")
+
+
+def test_closed_and_full_stdout_are_one_line(coffee):
+    closed = subprocess.run(
+        f'"{sys.executable}" step_2_pretrained.py "{coffee}" --model efficientnet_lite0 >&-',
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert closed.returncode == 2 and "Traceback" not in closed.stderr
+    assert closed.stderr.splitlines() == [
+        "error: standard output is closed, so the results could not be shown"
+    ]
+    with open("/dev/full", "w") as device:
+        full = subprocess.run(
+            [sys.executable, "step_2_pretrained.py", coffee, *LITE0],
+            cwd=ROOT, stdout=device, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert full.stderr.splitlines() == [
+        "error: cannot write the results to standard output (No space left on device)"
+    ]
+
+
+def test_a_target_of_5000_digits(coffee, tmp_path):
+    result = call(step_5_perturb, coffee, *LITE0, "--target", "9" * 5000)
+    assert_clean_error(result, "class index 99999999... is outside 0..999")
+
+
+def test_dollars_in_a_file_name_are_printed_not_typeset(photos, tmp_path):
+    odd = tmp_path / "cost $5 vs $10.png"
+    odd.write_bytes(photos["coffee"].read_bytes())
+    plot = tmp_path / "sweep.svg"
+    succeeded(call(step_6_defense, odd, *LITE0, "--sweep", "--output", plot))
+    assert "cost $5 vs $10.png" in plot.read_text()  # as text, not as mathematics
+
+
+def test_sigterm_during_the_final_write_leaves_no_temporary(coffee, tmp_path, monkeypatch):
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+
+    monkeypatch.setattr(np, "save", terminated)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = call(step_5_perturb, coffee, *LITE0, "--output-dir", tmp_path / "out")
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+    assert result.returncode == 130 and result.stderr == "interrupted\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["/proc", "/sys/kernel", "dangling"])
+def test_an_output_folder_that_takes_no_file_is_refused_before_any_work(coffee, tmp_path, where):
+    if where == "dangling":
+        (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+        where = tmp_path / "dangling"
+    result = call(step_5_perturb, coffee, *LITE0, "--output-dir", where)
+    assert_clean_error(result, "cannot write to folder", str(where))
+    assert result.stdout == ""  # refused before the attack printed anything
+
+
+def test_a_long_stem_leaves_room_for_its_temporary(photos, tmp_path):
+    long = tmp_path / f"{'x' * 230}.png"
+    long.write_bytes(photos["coffee"].read_bytes())
+    succeeded(call(step_5_perturb, long, *LITE0, "--output-dir", tmp_path / "out"))
+    assert (tmp_path / "out" / "adversarial.png").is_file()
+
+
+def test_a_long_npy_header_is_one_line(coffee, tmp_path):
+    bad = tmp_path / "long.npy"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 224, 224), " + " " * 70000
+    bad.write_bytes(
+        b"\x93NUMPY\x01\x00" + (len(header) % 65536).to_bytes(2, "little") + header.encode()
+    )
+    result = call(step_3_adversarial, coffee, *LITE0, "--perturbation", bad)
+    assert_clean_error(result, str(bad), "not a NumPy .npy array")
+
+
+def test_a_newline_and_an_escape_in_a_file_name_stay_on_one_line(tmp_path):
+    odd = tmp_path / "a\nb\x1b[31m.png"
+    odd.write_text("not an image")
+    result = call(step_2_pretrained, odd, *LITE0)
+    assert_clean_error(result, "a?b?[31m.png", "not an image")
+
+
+def test_the_same_file_twice_is_read_once(coffee, tmp_path):
+    lines = succeeded(call(step_2_pretrained, coffee, coffee, *LITE0))
+    assert sum(str(coffee) in line for line in lines) == 1

@@ -18,7 +18,8 @@ from adversarial.plumbing.tables import print_table, save_csv
 
 
 def list_images(paths):
-    """Expand folders into their files (sorted, hidden files skipped); keep files as given."""
+    """Expand folders into their files (sorted, hidden files skipped); keep files as given,
+    each once."""
     files = []
     for path in map(Path, paths):
         try:
@@ -33,7 +34,9 @@ def list_images(paths):
             raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
     if not files:
         raise UserError(f"no files found in {', '.join(map(str, paths))}")
-    return files
+    # The same file named twice (or through a folder too) is read once.
+    unique = {file.resolve(): file for file in reversed(files)}
+    return [file for file in files if unique[file.resolve()] is file]
 
 
 def one_file_given(inputs):

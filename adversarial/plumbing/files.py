@@ -1,5 +1,7 @@
 """Writing files safely: check every output before any work, then write all of them or none."""
 
+import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -10,6 +12,8 @@ from adversarial.plumbing.errors import UserError
 # Formats whose files read back exactly as written, so what is classified is what is saved.
 LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}
 PHOTO = {**LOSSLESS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+# Short, so a long output name still leaves room for its temporary beside it.
+TEMPORARY_PREFIX = ".tmp-"
 
 
 def check_input_file(path, what="file"):
@@ -33,20 +37,27 @@ def check_input_file(path, what="file"):
 def check_writable_dir(directory):
     """Fail before any work if files cannot be written in `directory`.
 
-    A missing folder is fine when its nearest existing parent is writable: it is created
+    A missing folder is fine when its nearest existing parent takes a file (tried for
+    real: root may "have access" to /proc and still fail to write there); it is created
     only when the first file is written, so a run that fails leaves no empty folder.
     """
     directory = Path(directory)
     existing = directory
     try:
         while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():
+                raise UserError(f"cannot write to folder {directory}: {existing} is a broken link")
             existing = existing.parent
     except OSError as err:  # e.g. a name longer than the system allows
         raise UserError(f"cannot write to folder {directory}: {err.strerror or err}") from None
     if not existing.is_dir():
         raise UserError(f"cannot write to folder {directory}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to folder {directory}: permission denied")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=TEMPORARY_PREFIX):
+            pass
+    except OSError as err:
+        reason = "permission denied" if err.errno == errno.EACCES else err.strerror or err
+        raise UserError(f"cannot write to folder {directory}: {reason}") from None
 
 
 def check_outputs(outputs, inputs):
@@ -96,32 +107,64 @@ def write_atomically(path, write):
 
 def write_all(writers):
     """{path: write(tmp_path)}: write every file beside its destination first, then move
-    them all into place, so a failure leaves none of them (and no temporary) behind."""
-    done, moved = {}, []
+    them all into place. If anything fails (Ctrl-C too), no new file is left, the files
+    they were to replace are as they were, and no temporary or new folder remains."""
+    made, temporaries, kept, moved = [], {}, {}, []
     path = None
     try:
         for path, write in writers.items():
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-            os.close(fd)
-            done[path] = tmp
-            write(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary
-        for path in done:
+            made += _make_folders(path.parent)
+            temporaries[path] = _temporary_beside(path)
+            write(temporaries[path])
+            os.chmod(temporaries[path], 0o666 & ~_umask())  # mkstemp's files are private
+        for path in temporaries:
             if path.is_dir():
-                raise IsADirectoryError(21, "is a folder")
-        for path, tmp in done.items():
+                raise IsADirectoryError(errno.EISDIR, "is a folder")
+        for path, tmp in temporaries.items():
+            if path.exists():  # the old file is kept aside until every new one is in place
+                kept[path] = _temporary_beside(path)
+                os.replace(path, kept[path])
             os.replace(tmp, path)
             moved.append(path)
-    except OSError as err:
-        for path_moved in moved:
-            path_moved.unlink()
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        for tmp in done.values():
-            if os.path.exists(tmp):
+    except BaseException as err:
+        for new_file in moved:
+            new_file.unlink(missing_ok=True)
+        for original, old in kept.items():
+            os.replace(old, original)
+        for tmp in temporaries.values():
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
+        if isinstance(err, (OSError, RuntimeError)):  # torch.save: a full disk is RuntimeError
+            raise UserError(f"cannot write {path}: {_reason(err)}") from None
+        raise
+    for old in kept.values():
+        os.remove(old)
+
+
+def _temporary_beside(path):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+    os.close(fd)
+    return tmp
+
+
+def _make_folders(folder):
+    """Create `folder` and its missing parents; return the ones created, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir()
+    return list(reversed(missing))
+
+
+def _reason(err):
+    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return (text.strip().splitlines() or [type(err).__name__])[0][:120]
 
 
 def _umask():

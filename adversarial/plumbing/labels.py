@@ -58,9 +58,11 @@ def class_index(query):
     """A class index from an index ("1") or any synonym of its label ("goldfish")."""
     query = str(query).strip()
     if query.removeprefix("-").isdecimal():  # exactly what int() accepts ("--1", "²" are not)
-        index = int(query)
+        # Python refuses to read integers of over 4300 digits: none of those is a class.
+        index = int(query) if len(query) <= 8 else NUM_CLASSES
         if not 0 <= index < NUM_CLASSES:
-            raise UserError(f"class index {index} is outside 0..{NUM_CLASSES - 1}")
+            shown = query if len(query) <= 8 else f"{query[:8]}..."
+            raise UserError(f"class index {shown} is outside 0..{NUM_CLASSES - 1}")
         return index
     exact = [i for i, text in enumerate(labels()) if text.lower() == query.lower()]
     # A whole label wins over another class's synonym ("partridge" is 86, not 86 and 518).

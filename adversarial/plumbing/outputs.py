@@ -7,12 +7,12 @@ from typing import NamedTuple
 import torch
 from PIL import Image, PngImagePlugin
 
-from adversarial.models import device_of
+from adversarial.models import MODELS, device_of
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer
 from adversarial.plumbing.files import check_outputs, write_all
 from adversarial.plumbing.images import image_writer, load_image_tensor
-from adversarial.plumbing.labels import short_label
+from adversarial.plumbing.labels import NUM_CLASSES, short_label
 from adversarial.plumbing.perturbations import perturbation_writer
 
 NAMES = ("adversarial.png", "adversarial_r.npy", "comparison.png")
@@ -23,9 +23,10 @@ class Outputs(NamedTuple):
     summary: Path | None  # summary.csv, for many images
 
 
-def plan_outputs(paths, output_dir, one_image):
+def plan_outputs(paths, output_dir, one_image, other_inputs=()):
     """Every output path of the run, checked before any work: none may overwrite an input
-    (or a file in a folder given as input), a folder, or another output."""
+    (an image, a file in a folder given as input, or `other_inputs` such as a weights
+    file), a folder, or another output."""
     per_image, owners = {}, {}
     for path in paths:
         prefix = "" if one_image else f"{path.stem}_"
@@ -38,24 +39,27 @@ def plan_outputs(paths, output_dir, one_image):
         per_image[path] = {name: Path(output_dir) / f"{prefix}{name}" for name in NAMES}
     summary = None if one_image else Path(output_dir) / "summary.csv"
     every = [file for files in per_image.values() for file in files.values()]
-    check_outputs(every + ([summary] if summary else []), paths)
+    check_outputs(every + ([summary] if summary else []), [*paths, *other_inputs])
     return Outputs(per_image, summary)
 
 
 def provenance(path):
     """(made on: model names, target class or None if untargeted, original class) from a
-    PNG step 5 wrote; (None, None, None) for any other image."""
+    PNG step 5 wrote; (None, None, None) for any other image. The records are checked:
+    a file anyone can edit must name known models and classes."""
     with Image.open(path) as image:
         text = getattr(image, "text", {})
     if not {"made on", "target", "original"} <= text.keys():
         return None, None, None
-    try:
-        target = int(text["target"]) if text["target"] else None
-        return text["made on"].split(","), target, int(text["original"])
-    except ValueError:
-        raise UserError(
-            f"{path}: its 'made on', 'target' or 'original' record is damaged"
-        ) from None
+    made_on = text["made on"].split(",")
+    classes = [text["original"], *([text["target"]] if text["target"] else [])]
+    if not (
+        set(made_on) <= set(MODELS) - {"auto"}
+        and all(c.isascii() and c.isdecimal() and int(c) < NUM_CLASSES for c in classes)
+    ):
+        raise UserError(f"{path}: its 'made on', 'target' or 'original' record is damaged")
+    target = int(text["target"]) if text["target"] else None
+    return made_on, target, int(text["original"])
 
 
 def linf_levels(x, adversarial):

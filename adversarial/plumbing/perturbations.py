@@ -26,8 +26,8 @@ def load_perturbation(path):
         file.seek(0)
         try:
             shape, dtype = _read_header(file)
-        except (ValueError, OSError, EOFError) as err:
-            raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
+        except Exception as err:  # NumPy's header parser raises many types for a bad header
+            raise UserError(f"{path}: not a NumPy .npy array ({_first_line(err)})") from None
         if dtype.hasobject:
             raise UserError(f"{path}: not a NumPy .npy array of numbers (pickled objects)")
         if not np.issubdtype(dtype, np.floating):
@@ -38,7 +38,7 @@ def load_perturbation(path):
         try:
             r = np.load(file, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
-            raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
+            raise UserError(f"{path}: not a NumPy .npy array ({_first_line(err)})") from None
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: refused below
         r = r.astype(np.float32)
     if not np.isfinite(r).all():
@@ -67,3 +67,8 @@ def perturbation_writer(r):
             np.save(file, r, allow_pickle=False)
 
     return write
+
+
+def _first_line(err):
+    """NumPy's messages about a bad header run over several lines: the first says it."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:120]

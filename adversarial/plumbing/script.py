@@ -6,11 +6,15 @@ and status 130, as it does later, instead of a long traceback from deep inside a
 Library modules never import this one, nor adversarial.plumbing.cli; the scripts do.
 """
 
+import errno
 import os
+import re
 import signal
 import sys
 
 from adversarial.plumbing.errors import UserError
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _interrupted_at_start_up(signum, frame):
@@ -23,24 +27,44 @@ signal.signal(signal.SIGINT, _interrupted_at_start_up)
 
 def run(main, argv=None):
     """Call main(argv); turn a UserError into one `error: ...` line on stderr and its exit
-    code, Ctrl-C into one `interrupted` line (status 130), a closed stdout (`| head`) into
-    a quiet exit. File names the terminal cannot encode are printed with replacements."""
+    code; Ctrl-C, SIGTERM and SIGHUP into one `interrupted` line (status 130), after the
+    files being written are cleaned up; a closed or full stdout into one line, or a quiet
+    exit when its reader is gone (`| head`). File names the terminal cannot encode are
+    printed with replacements, control characters as `?`."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the results would be lost
+        _say("error: standard output is closed, so the results could not be shown")
+        sys.exit(2)
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    # From here Ctrl-C raises KeyboardInterrupt, so files being written are cleaned up.
+    # From here these signals raise KeyboardInterrupt, so files being written are cleaned up.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
     try:
         main(argv)
         sys.stdout.flush()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say(f"error: {err}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         sys.exit(130)
     except BrokenPipeError:
         # The reader of stdout is gone: nothing more can be shown; Python would otherwise
         # fail again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EBADF):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _say(f"error: cannot write the results to standard output ({err.strerror})")
+        sys.exit(1)
+
+
+def _say(line):
+    """One line on stderr, if there is one, with control characters (a newline or an
+    escape in a file name) shown as `?`."""
+    if sys.stderr is not None:
+        print(CONTROL_CHARACTERS.sub("?", line), file=sys.stderr)

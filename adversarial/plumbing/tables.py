@@ -28,7 +28,8 @@ def csv_writer(header, rows):
     """A write(tmp) function that saves the table as CSV."""
 
     def write(tmp):
-        with open(tmp, "w", newline="", encoding="utf-8") as file:
+        # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as file:
             csv.writer(file).writerows([header, *rows])
 
     return write
