@@ -146,7 +146,9 @@ def write_all(writers):
 
 
 def _temporary_beside(path):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+    """A new empty file in path's folder, hidden, with path's suffix (which some writers
+    need: torch.save refuses a name without one)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=path.suffix)
     os.close(fd)
     return tmp
 
