@@ -33,16 +33,6 @@ def naive(coffee, tmp_path_factory):
     return out / "adversarial.png"
 
 
-@pytest.fixture(scope="module")
-def adaptive(coffee, tmp_path_factory):
-    """Step 5 through JPEG 75 (BPDA): PGD at 4/255 (2/255 is not enough)."""
-    out = tmp_path_factory.mktemp("adaptive")
-    args = ["--through-jpeg", "75", "--epsilon", "4/255", "--method", "pgd", "--output-dir", out]
-    lines = succeeded(call(step_5_perturb, coffee, *LITE0, *args))
-    assert any("and still after JPEG at quality 75" in line for line in lines)
-    return out / "adversarial.png"
-
-
 def test_jpeg_75_undoes_the_naive_attack_and_step_2_agrees(naive, tmp_path):
     assert succeeded(call(STEP_2, naive, *LITE0)) == [f"Prediction: {GOLDFISH}"]
     result = run_script("step_6_defense.py", naive, *LITE0, "--output", tmp_path / "a.jpg")
@@ -53,9 +43,7 @@ def test_jpeg_75_undoes_the_naive_attack_and_step_2_agrees(naive, tmp_path):
     assert succeeded(call(STEP_2, tmp_path / "a.jpg", *LITE0)) == [f"Prediction: {defended}"]
 
 
-def test_an_attack_through_jpeg_75_survives_it(adaptive, tmp_path):
-    after = succeeded(call(STEP_6, adaptive, *LITE0, "--output", tmp_path / "a.jpg"))[1]
-    assert prediction(after, "Prediction after JPEG (quality 75): ") == GOLDFISH
+# An attack through JPEG 75 that survives it: docs/step_6_defense.md runs it as printed.
 
 
 def test_sweep_table_and_plot(naive, coffee, tmp_path):
