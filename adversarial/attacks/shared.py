@@ -41,7 +41,7 @@ class LinfBall:
 
     def saved(self, x_adversarial):
         """What the PNG of x_adversarial holds: the nearest 8-bit level inside the ball."""
-        return torch.maximum(torch.minimum(quantize(x_adversarial), self.highest), self.lowest)
+        return quantize(x_adversarial).clamp_(self.lowest, self.highest)
 
 
 def attack_labels(original, target=None):
