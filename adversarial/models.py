@@ -28,6 +28,12 @@ EFFICIENTNETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2
 # SqueezeNet 1.1, another family, also works offline: its weights ship in the ndf package.
 SQUEEZENET = "squeezenet1_1"
 MODELS = ("resnet18", *EFFICIENTNETS, SQUEEZENET, "auto")
+# The family of each model: step 9 compares transfer within a family and across families.
+FAMILIES = {
+    "resnet18": "ResNet",
+    **dict.fromkeys(EFFICIENTNETS, "EfficientNet-Lite"),
+    SQUEEZENET: "SqueezeNet",
+}
 AUTO_FALLBACK = " (ResNet18 weights unavailable: offline?)"  # the note auto gives on stderr
 # ResNet18's normalisation (torchvision's ImageNet mean and std; the tests check them).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -118,11 +124,12 @@ def pick_auto(weights=None):
 
 
 def models_at_hand(weights=None):
-    """The models that can be loaded without a download: the EfficientNet-Lites, and
-    ResNet18 when its weights are given or already in torch's cache."""
+    """The models that can be loaded without a download: the EfficientNet-Lites, SqueezeNet,
+    and ResNet18 when its weights are given or already in torch's cache."""
+    offline = [*EFFICIENTNETS, SQUEEZENET]
     if weights or resnet18_cache_file().exists():
-        return ["resnet18", *EFFICIENTNETS]
-    return list(EFFICIENTNETS)
+        return ["resnet18", *offline]
+    return offline
 
 
 def load_models(names, weights=None, device="cpu"):

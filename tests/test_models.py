@@ -141,7 +141,7 @@ def test_resnet18_is_at_hand_when_cached_or_given(tmp_path, monkeypatch):
     assert models_at_hand(weights="resnet18.pth")[0] == "resnet18"
     resnet18_cache_file().parent.mkdir(parents=True)
     resnet18_cache_file().write_bytes(b"")
-    assert models_at_hand() == ["resnet18", *EFFICIENTNETS]
+    assert models_at_hand() == ["resnet18", *EFFICIENTNETS, "squeezenet1_1"]
 
 
 class _Payload:
