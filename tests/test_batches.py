@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import LITE0, assert_clean_error, call, files_in, run_script
+from conftest import LITE0, assert_clean_error, call, files_in
 from PIL import Image
 
 import step_2_pretrained
@@ -102,8 +102,8 @@ def test_the_summary_never_overwrites_an_input(photos, tmp_path):
     assert [p.name for p in files_in(tmp_path)] == ["coffee.png", "summary.csv"]
 
 
-def test_the_real_command_on_a_folder(folder):
-    result = run_script("step_2_pretrained.py", folder, *LITE0)
+def test_a_folder_with_a_bad_file_exits_2_after_its_table(folder):
+    result = call(step_2_pretrained, folder, *LITE0)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stdout.splitlines()) == 4  # the header and three images
 

@@ -117,7 +117,7 @@ def test_step_2_rejects_a_bad_topk(coffee):
 def test_step_2_the_real_command(coffee):
     result = run_script("step_2_pretrained.py", coffee, *LITE0)
     assert succeeded(result) == [f"Prediction: {ESPRESSO}"] and result.stderr == ""
-    assert_clean_error(run_script("step_2_pretrained.py", coffee, "--model", "vgg16"), "--model")
+    assert_clean_error(call(STEP_2, coffee, "--model", "vgg16"), "--model")
 
 
 # --- step 3: add a given r -------------------------------------------------------------------

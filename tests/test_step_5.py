@@ -196,7 +196,7 @@ def test_the_real_command_runs_end_to_end(coffee, tmp_path):
     assert (tmp_path / "adversarial.png").is_file()
 
 
-def test_the_real_command_fails_with_one_line(coffee, tmp_path):
-    result = run_script("step_5_perturb.py", coffee, *LITE0, "--steps", "10**20")
+def test_a_bad_budget_fails_with_one_line(coffee, tmp_path):
+    result = call(step_5_perturb, coffee, *LITE0, "--steps", "10**20")
     assert result.returncode == 2
     assert_clean_error(result, "--steps")

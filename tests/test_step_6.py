@@ -35,7 +35,7 @@ def naive(coffee, tmp_path_factory):
 
 def test_jpeg_75_undoes_the_naive_attack_and_step_2_agrees(naive, tmp_path):
     assert succeeded(call(STEP_2, naive, *LITE0)) == [f"Prediction: {GOLDFISH}"]
-    result = run_script("step_6_defense.py", naive, *LITE0, "--output", tmp_path / "a.jpg")
+    result = call(STEP_6, naive, *LITE0, "--output", tmp_path / "a.jpg")
     before, after = succeeded(result)
     assert prediction(before, "Prediction before JPEG: ") == GOLDFISH
     defended = prediction(after, "Prediction after JPEG (quality 75): ")

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 import torch
-from conftest import LITE0, assert_clean_error, call, files_in, run_script, succeeded
+from conftest import LITE0, assert_clean_error, call, files_in, succeeded
 from PIL import Image
 
 import step_5_perturb
@@ -82,7 +82,7 @@ def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
     names = ["efficientnet_lite0", "efficientnet_lite1", "squeezenet1_1"]
     args = ["--photos", ",".join(photos), "--models", ",".join(names), "--epsilons", "4/255"]
     lines = succeeded(
-        call(step_9_transfer, "--sweep", *args, "--steps", "2", "--output-dir", tmp_path)
+        call(step_9_transfer, "--sweep", *args, "--steps", "1", "--output-dir", tmp_path)
     )
     assert lines[0] == (
         "Photos each model classifies right, of 3 (only these are judged): "
@@ -109,7 +109,7 @@ def test_the_sweep_on_a_tiny_setting_writes_its_table_and_picture(tmp_path):
         examples = {"random signs": random_signs(x, 4 / 255, seed=0)}
         for source in (models[0], models[2]):
             labels = torch.full((3,), 1) if targeted else expected[source.name]
-            pgd = PGD(source, 4 / 255, 2, seed=0, targeted=targeted, early_stop=False)
+            pgd = PGD(source, 4 / 255, 1, seed=0, targeted=targeted, early_stop=False)
             examples[source.name] = pgd(x, labels).adversarial
         for source, x_adversarial in examples.items():
             assert (x_adversarial - x).abs().max() <= 4 / 255 + 1e-6  # float32 rounding
@@ -159,7 +159,7 @@ def test_bad_arguments(args, message, tmp_path):
 
 
 def test_step_5_refuses_a_bad_model_in_the_list_with_one_line(coffee, tmp_path):
-    result = run_script("step_5_perturb.py", coffee, "--model", "efficientnet_lite0,vgg16")
+    result = call(step_5_perturb, coffee, "--model", "efficientnet_lite0,vgg16")
     assert result.returncode == 2
     assert_clean_error(result, "--model", "'vgg16' is not one of")
     result = call(step_5_perturb, coffee, "--model", "efficientnet_lite0,auto")
