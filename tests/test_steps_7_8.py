@@ -37,7 +37,7 @@ def results(data):
         "standard": digits.clean_loss(x_train, y_train),
         "adversarial": step7.adversarial_loss(x_train, y_train, "fgsm", EPSILON),
     }
-    models = digits.train_models(losses, x_train, 3, SEED)
+    models = digits.train_models(losses, x_train, 2, SEED)
     return digits.evaluate_all(models, x_test, y_test, [EPSILON], SEED)
 
 
@@ -100,7 +100,7 @@ def test_vat_beats_training_on_the_labels_alone(data):
         objective: step8.semi_supervised_loss(x_train, y_train, labelled, SEED, objective, EPSILON)
         for objective in ("supervised", "vat")
     }
-    models = digits.train_models(losses, x_train, 3, SEED)
+    models = digits.train_models(losses, x_train, 2, SEED)
     supervised, vat = (digits.accuracy(m, x_test, y_test) for m in models.values())
     assert vat > supervised + 0.03
 
