@@ -87,14 +87,15 @@ def main(argv=None):
     args = parse_args(argv)
     timer = Timer(enabled=args.timing)
     paths = list_images(args.images)
+    one_image = one_file_given(args.images)  # the tutorial's story, or a table for many
     target = None if args.untargeted else class_index(args.target)
-    outputs = plan_outputs(paths, args.output_dir, one_file_given(args.images), [args.weights])
-    if one_file_given(args.images):
+    outputs = plan_outputs(paths, args.output_dir, one_image, [args.weights])
+    if one_image:
         x = load_image_tensor(paths[0])  # a bad file fails before the model loads
     with timer("model load"):
         models = load_models(args.model, args.weights, pick_device(args.device))
     with timer("attack and outputs"):
-        if one_file_given(args.images):
+        if one_image:
             attack_one(args, models, paths[0], x, target, outputs.per_image[paths[0]])
         else:
             attack = make_attack(args, models)
