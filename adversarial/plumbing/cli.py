@@ -103,6 +103,14 @@ def positive_float(text):
     return value
 
 
+def share(text):
+    """argparse type: a share of a whole, a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
+    return value
+
+
 def pixel_amount(text):
     """argparse type for epsilon: '2/255' or '0.0078', a change of pixels in [1/255, 1].
 

@@ -44,11 +44,12 @@ def comparison_writer(panels, title):
     return lambda tmp: canvas.save(tmp, format="PNG")
 
 
-def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None):
+def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="linear"):
     """Line plots side by side: panels is [(title, curves)], each curve (label, y values,
     matplotlib style with a colour, e.g. "ro-") or (label, y values, style, baseline): a
     baseline is drawn as a dotted horizontal line of the same colour (e.g. the value with
-    no defense). `mark` draws a dotted vertical line (label, x) in each. Returns
+    no defense). `mark` draws a dotted vertical line (label, x) in each; xscale "log" spaces
+    x logarithmically (e.g. queries, from 2 to 10,000). Returns
     write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
     from matplotlib.figure import Figure  # only here: only the sweeps draw, and it is slow
 
@@ -62,9 +63,9 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None):
                 axes.axhline(float(baseline[0]), color=line.get_color(), linestyle=":")
         if mark is not None:
             axes.axvline(mark[1], color="grey", linestyle=":", label=mark[0])
-        axes.set(
-            xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=_literal(title), xticks=x_values
-        )
+        axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=_literal(title))
+        axes.set_xscale(xscale)
+        axes.set_xticks(x_values, [f"{x:g}" for x in x_values])
         axes.legend()
     fmt = str(path).rsplit(".", 1)[-1].lower()
     return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)

@@ -1,0 +1,174 @@
+"""Attacks that only ask: the model is a function from images to probabilities, as behind a
+web API. No gradients, no weights, no surrogate model: every answer costs one query.
+
+    query = model_query(model)     # query(x) -> probabilities; the only door to the model
+    result = Square(query, epsilon=4 / 255, queries=1000)(x, labels)
+"""
+
+import math
+
+import torch
+
+from adversarial.attacks.shared import AttackResult, LinfBall
+
+# The paper's schedule: the square's share of the image is halved after these many
+# queries of a 10,000-query budget (and at the same fractions of any other budget).
+HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def model_query(model):
+    """query(x) -> (N, classes) probabilities: all an attacker behind an API is given.
+
+    In float64, so that a class the model all but rules out still has a probability above
+    zero (float32 underflows at about 1e-38), and its logarithm stays finite.
+    """
+
+    @torch.inference_mode()
+    def query(x):
+        return model(x).double().softmax(-1)
+
+    return query
+
+
+def square_share(p_init, query_index, budget):
+    """p: the share of the image's pixels the next square covers, shrinking on schedule."""
+    on_paper_scale = int(query_index / budget * 10_000)
+    return p_init / 2 ** sum(on_paper_scale > halving for halving in HALVINGS)
+
+
+class Square:
+    """The Square Attack, L-inf (Andriushchenko, Croce, Flammarion and Hein, ECCV 2020):
+    random search at the corners of the epsilon ball.
+
+    Start from vertical stripes (every column of every channel at +epsilon or -epsilon).
+    Then, query after query, paint one random square with a new colour (+-epsilon per
+    channel) and keep the change only if the loss falls: the margin log p(label) - the
+    largest other log p (untargeted), or the cross-entropy to the target (targeted). The
+    squares shrink as the budget is spent.
+
+    query(x) -> probabilities is all the attack is given. Queries are counted per image:
+    the image itself (one already fooled stops there), the stripes, then one per square
+    for each image not yet fooled, up to `queries` in all. Every image queried is on the
+    8-bit grid within epsilon, so what the model answered is what the PNG holds.
+    """
+
+    def __init__(self, query, epsilon, queries=1000, p_init=0.05, targeted=False, seed=0):
+        self.query = query
+        self.epsilon = epsilon
+        self.queries = queries
+        self.p_init = p_init
+        self.targeted = targeted
+        self.seed = seed
+
+    @torch.inference_mode()  # forward passes only: no graph is ever built
+    def __call__(self, x, labels):
+        generator = torch.Generator().manual_seed(self.seed)
+        n, channels, height, width = x.shape
+        device = x.device
+        ball = LinfBall(x, self.epsilon)  # its corners: ball.lowest and ball.highest
+        used = torch.zeros(n, dtype=torch.long, device=device)
+
+        # Query 1: the image itself.
+        x_best = x.clone()
+        p_best = self.ask(x_best, used, torch.ones(n, dtype=torch.bool, device=device))
+        loss_best = self.loss(p_best, labels)
+        fooled = self.fooled(p_best, labels)
+        best_probability = self.success_probability(p_best, labels)
+
+        # Query 2: vertical stripes, taken whatever their loss.
+        todo = ~fooled & (used < self.queries)
+        if todo.any():
+            stripes = self.signs((n, channels, 1, width), generator).to(device)
+            stripes = torch.where(stripes > 0, ball.highest, ball.lowest)
+            x_best[todo] = stripes[todo]
+            p_best[todo] = self.ask(x_best[todo], used, todo)
+            loss_best[todo] = self.loss(p_best[todo], labels[todo])
+            fooled[todo] = self.fooled(p_best[todo], labels[todo])
+            best_probability = self.success_probability(p_best, labels).maximum(best_probability)
+
+        for query_index in range(2, self.queries):
+            todo = ~fooled
+            if not todo.any():
+                break
+            side = self.side(square_share(self.p_init, query_index, self.queries), x.shape)
+            window = self.window(todo, side, height, width, generator)
+            x_new = self.painted(x_best, window, ball, todo, generator)
+            p_new = self.ask(x_new[todo], used, todo)
+            loss_new = self.loss(p_new, labels[todo])
+            better = torch.zeros_like(todo)
+            better[todo] = loss_new < loss_best[todo]  # strictly: ties keep the old image
+            improved = better[todo]
+            x_best[better] = x_new[better]
+            p_best[better] = p_new[improved]
+            loss_best[better] = loss_new[improved]
+            fooled[better] = self.fooled(p_new[improved], labels[better])
+            candidate = torch.zeros_like(best_probability)
+            candidate[todo] = self.success_probability(p_new, labels[todo])
+            best_probability = best_probability.maximum(candidate)
+
+        return AttackResult(
+            adversarial=x_best,
+            success=fooled,
+            steps=used,
+            probabilities=p_best.float(),
+            best_probability=best_probability.float(),
+            views_fooled=fooled[None],
+        )
+
+    def ask(self, x, used, which):
+        """The model's probabilities for x, the images `which` selects; one query each."""
+        used[which] += 1
+        return self.query(x)
+
+    def loss(self, p, labels):
+        """What the search lowers: the margin (untargeted) or the cross-entropy (targeted)."""
+        log_p = p.clamp_min(torch.finfo(p.dtype).tiny).log()
+        own = log_p.gather(1, labels[:, None])[:, 0]
+        if self.targeted:
+            return -own
+        others = log_p.scatter(1, labels[:, None], -math.inf).amax(1)
+        return own - others
+
+    def fooled(self, p, labels):
+        predicted = p.argmax(1)
+        return predicted == labels if self.targeted else predicted != labels
+
+    def success_probability(self, p, labels):
+        own = p.gather(1, labels[:, None])[:, 0]
+        return own if self.targeted else 1 - own
+
+    @staticmethod
+    def signs(shape, generator):
+        return torch.randint(0, 2, shape, generator=generator) * 2 - 1
+
+    @staticmethod
+    def side(share, shape):
+        """The square's side for a share p of the pixels, at least 1, less than the image."""
+        _, _, height, width = shape
+        return min(max(round(math.sqrt(share * height * width)), 1), min(height, width) - 1)
+
+    @staticmethod
+    def window(todo, side, height, width, generator):
+        """(N, 1, H, W) bool: a side x side square at a random place in each image."""
+        n, device = len(todo), todo.device
+        top = torch.randint(0, height - side + 1, (n, 1, 1, 1), generator=generator).to(device)
+        left = torch.randint(0, width - side + 1, (n, 1, 1, 1), generator=generator).to(device)
+        rows = torch.arange(height, device=device).view(1, 1, -1, 1)
+        columns = torch.arange(width, device=device).view(1, 1, 1, -1)
+        return (rows >= top) & (rows < top + side) & (columns >= left) & (columns < left + side)
+
+    def painted(self, x_best, window, ball, todo, generator):
+        """x_best with each image's window painted a random colour, +-epsilon per channel,
+        redrawn until it changes the image (a repainting that changes nothing wastes a
+        query)."""
+        n, channels = x_best.shape[:2]
+        redraw = todo.clone()
+        x_new = x_best.clone()
+        while redraw.any():
+            colour = self.signs((n, channels, 1, 1), generator).to(x_best.device)
+            painted = torch.where(
+                window, torch.where(colour > 0, ball.highest, ball.lowest), x_best
+            )
+            x_new[redraw] = painted[redraw]
+            redraw &= (x_new == x_best).flatten(1).all(1)
+        return x_new

@@ -1,0 +1,164 @@
+"""Step 10: attacks that only ask. Fool the model through its answers alone, as behind a web
+API: send an image, read back probabilities; no gradients, no weights, no other model.
+
+The Square Attack (Andriushchenko et al. 2020) on one image; --sweep: the share of the
+labelled ImageNet photos fooled against the number of queries, at three epsilons, beside the
+paper's curve; --digits: Square beside PGD on step 7's models (where the score-only attack
+does better than the white-box one, suspect gradient masking)."""
+
+from adversarial.plumbing.script import run
+
+import functools
+from pathlib import Path
+
+import torch
+
+from adversarial.attacks.query import Square, model_query
+from adversarial.models import load_model, pick_device, predict
+from adversarial.plumbing import cli
+from adversarial.plumbing.errors import AttackFailed, UserError
+from adversarial.plumbing.files import check_outputs
+from adversarial.plumbing.images import load_image_tensor
+from adversarial.plumbing.labels import class_index, label
+from adversarial.plumbing.outputs import linf_levels, plan_outputs, save_outputs
+from adversarial.plumbing.samples import (
+    IMAGENET_PHOTOS,
+    recorded_true_class,
+    sample_photo,
+    true_class,
+)
+
+# The paper's square sizes: 5% of the image at first on ImageNet, 80% on small digits
+# (AutoAttack's setting for MNIST); smaller when targeted (the authors' advice).
+P_INIT = {"imagenet": 0.05, "imagenet targeted": 0.01, "digits": 0.8}
+DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS[:10])
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(description=__doc__)
+    parser.add_argument("image", nargs="?", type=Path, help="the image to attack")
+    parser.add_argument("--target", help="class name or index (default: untargeted)")
+    parser.add_argument(
+        "--epsilon", type=cli.pixel_amount, default=4 / 255, help="L-inf bound (default 4/255)"
+    )
+    parser.add_argument(
+        "--queries", type=cli.int_in(1, 100_000), help="budget per image (default 1000; sweep 500)"
+    )
+    parser.add_argument("--p-init", type=cli.share, help="the first square's share of the image")
+    parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=0)
+    parser.add_argument(
+        "--sweep", action="store_true", help="success against queries over labelled photos"
+    )
+    parser.add_argument(
+        "--epsilons", type=cli.list_of(cli.pixel_amount), default="4/255,8/255,12.75/255"
+    )
+    photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
+    parser.add_argument(
+        "--photos", type=photos, default=DEFAULT_PHOTOS, help="default: imagenet_00 to 09"
+    )
+    parser.add_argument(
+        "--digits", type=Path, nargs="+", help="step 7's weights files: Square against PGD"
+    )
+    parser.add_argument(
+        "--digits-epsilons", type=cli.list_of(cli.pixel_amount), default="0.1,0.2,0.3"
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/query"))
+    cli.add_model_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if (args.image is not None) + args.sweep + bool(args.digits) != 1:
+        raise UserError("give one image, or --sweep, or --digits WEIGHTS...")
+    if args.digits:
+        return on_digits(args)
+    if args.sweep:
+        return sweep(args)
+    attack_one(args)
+
+
+def attack_one(args):
+    """The tutorial's story for one image, told with queries: old and new prediction."""
+    outputs = plan_outputs([args.image], args.output_dir, True, [args.weights])
+    x = load_image_tensor(args.image)  # a bad file fails before the model loads
+    model = load_model(args.model, args.weights, pick_device(args.device))
+    clean = predict(model, x)
+    original = clean.argmax(1)
+    target = None if args.target is None else class_index(args.target)
+    if target == original[0]:
+        raise UserError(f"{args.image} is already {label(target)}: pick another --target")
+    if target is not None:
+        print(f"Target class: {label(target)}")
+    if target is None:  # untargeted: away from the true class, where the PNG records one
+        known = recorded_true_class(args.image)
+        labels = torch.tensor([int(original[0]) if known is None else known])
+    else:
+        labels = torch.tensor([target])
+    p_init = args.p_init or P_INIT["imagenet targeted" if target is not None else "imagenet"]
+    queries = args.queries or 1000
+    # The attack is given the model's answers and nothing else.
+    query = model_query(model)
+    square = Square(
+        query, args.epsilon, queries, p_init, targeted=target is not None, seed=args.seed
+    )
+    device = pick_device(args.device)
+    result = square(x.to(device), labels.to(device))
+    if not result.success[0]:
+        wanted = label(target) if target is not None else f"anything but {label(labels[0])}"
+        raise AttackFailed(
+            f"no adversarial image within {queries} queries at epsilon "
+            f"{args.epsilon * 255:.3g}/255 "
+            f"(best probability of {wanted}: {result.best_probability[0]:.3f}); "
+            "try more --queries or a larger --epsilon"
+        )
+    x_adversarial, final = result.adversarial.cpu(), result.probabilities[0].cpu()
+    title = f"{model.name}, Square Attack, epsilon {args.epsilon * 255:.3g}/255"
+    files = outputs.per_image[args.image]
+    save_outputs([model], x, x_adversarial, clean[0], final, files, target, title)
+    change = linf_levels(x, x_adversarial)
+    print(f"Fooled after {int(result.steps[0])} queries (max change {change}/255 per pixel)")
+    print(f"Old prediction: {label(original[0])}")
+    print(f"New prediction: {label(final.argmax())}")
+
+
+def sweep(args):
+    """Untargeted, every epsilon, over the photos the model classifies right."""
+    from adversarial.query_budget import save_sweep
+
+    files = [args.output_dir / "square.png", args.output_dir / "square.csv"]
+    check_outputs(files, [args.weights])
+    device = pick_device(args.device)
+    model = load_model(args.model, args.weights, device)
+    x = torch.cat([sample_photo(name) for name in args.photos]).to(device)
+    labels = torch.tensor([true_class(name) for name in args.photos], device=device)
+    judged = predict(model, x).argmax(1).to(device) == labels  # only these can be fooled
+    query, queries = model_query(model), args.queries or 500
+    results = {}
+    for epsilon in args.epsilons:
+        square = Square(query, epsilon, queries, args.p_init or P_INIT["imagenet"], seed=args.seed)
+        results[epsilon] = square(x[judged], labels[judged])
+    save_sweep(results, args.photos, judged.cpu(), queries, model.name, files)
+
+
+def on_digits(args):
+    """Step 7's models on their held-out digits: PGD (white-box) beside Square."""
+    from adversarial import digits
+    from adversarial.plumbing.weights import load_state_dict
+    from adversarial.query_budget import compare_on_digits
+
+    models = {}
+    for path in args.digits:
+        model = digits.build_model()
+        load_state_dict(model, path, "step 7's digits CNN")
+        models[path.stem.removeprefix("digits_")] = model.requires_grad_(False)
+    _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
+    torch.manual_seed(args.seed)  # PGD's random starts
+    p_init = args.p_init or P_INIT["digits"]
+    queries = args.queries or 1000
+    pgd = functools.partial(digits.make_attack, "pgd")
+    compare_on_digits(models, x_test, y_test, args.digits_epsilons, queries, pgd, p_init, args.seed)
+
+
+if __name__ == "__main__":
+    run(main)
