@@ -478,3 +478,38 @@ def test_a_newline_and_an_escape_in_a_file_name_stay_on_one_line(tmp_path):
 def test_the_same_file_twice_is_read_once(coffee, tmp_path):
     lines = succeeded(call(step_2_pretrained, coffee, coffee, *LITE0))
     assert sum(str(coffee) in line for line in lines) == 1
+
+
+# The rest of issue 18: what C libraries and matplotlib write on stderr, a closed stderr,
+# signed TIFFs.
+
+
+def deflate_tiff():
+    """A 16x16 RGB TIFF compressed with deflate, so that libtiff decodes it (Pillow decodes
+    uncompressed TIFFs itself): its pixels, and its bytes to damage."""
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(
+        buffer, format="TIFF", compression="tiff_adobe_deflate", tiffinfo={274: 1}
+    )
+    return pixels, bytearray(buffer.getvalue())
+
+
+def test_libtiffs_own_messages_stay_off_stderr(tmp_path, capfd):
+    """libtiff writes to file descriptor 2 from C, past sys.stderr: capfd sees it."""
+    pixels, data = deflate_tiff()
+    orientation = b"\x12\x01\x03\x00\x01\x00\x00\x00"  # tag 274, one SHORT; its value follows
+    bad_orientation = tmp_path / "orientation_16.tif"  # Pillow's writer refuses to write it
+    bad_orientation.write_bytes(data.replace(orientation + b"\x01\x00", orientation + b"\x10\x00"))
+    with Image.open(bad_orientation) as image:
+        image.load()
+    assert 'Bad value 16 for "Orientation"' in capfd.readouterr().err  # what libtiff says
+    np.testing.assert_array_equal(np.asarray(load_image(bad_orientation)), pixels)
+    with Image.open(io.BytesIO(data)) as image:
+        (start,), (length,) = image.tag_v2[273], image.tag_v2[279]  # its one strip
+    data[start : start + length] = bytes(length)  # zeros: no deflate stream
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(data)
+    with pytest.raises(UserError, match=r"corrupt\.tif: truncated or corrupt image"):
+        load_image(corrupt)
+    assert capfd.readouterr() == ("", "")

@@ -4,6 +4,9 @@ Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisa
 lives in the model wrapper (adversarial/models.py), not in the image pipeline.
 """
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -30,7 +33,8 @@ def load_image(path):
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()
+                with _c_messages_muted():
+                    img.load()
                 return _to_rgb(ImageOps.exif_transpose(img), path)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
@@ -46,6 +50,28 @@ def load_image(path):
     except Exception as err:  # decoders raise many types for a corrupt file: all mean that
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise UserError(f"{path}: truncated or corrupt image ({reason})") from None
+
+
+@contextlib.contextmanager
+def _c_messages_muted():
+    """Point file descriptor 2 at /dev/null meanwhile. libtiff reports a broken TIFF (a bad
+    tag value, a corrupt strip) with lines of its own on stderr, written from C around
+    sys.stderr (Pillow mutes libtiff's warnings, not its errors): the file is read all the
+    same, or its one `error:` line says enough."""
+    if sys.__stderr__ is None:
+        # Started with stderr closed (`2>&-`): fd 2 went to the next file opened, perhaps
+        # this very image, so it is left alone.
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _to_rgb(img, path):
