@@ -513,3 +513,22 @@ def test_libtiffs_own_messages_stay_off_stderr(tmp_path, capfd):
     with pytest.raises(UserError, match=r"corrupt\.tif: truncated or corrupt image"):
         load_image(corrupt)
     assert capfd.readouterr() == ("", "")
+
+
+def test_a_folder_run_with_stderr_closed_still_prints_its_table(photos, tmp_path):
+    """tqdm's progress bar failed on the missing sys.stderr: the table was lost."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name].read_bytes())
+    step_5 = [sys.executable, "step_5_perturb.py", folder, *LITE0, "--output-dir", tmp_path / "out"]
+    result = subprocess.run(
+        " ".join(f'"{arg}"' for arg in step_5) + " 2>&-",
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = succeeded(result)
+    assert lines[0].startswith("image ") and "Summary written to" in lines[-1], lines
+    assert [line.split()[0] for line in lines[1:3]] == [
+        str(folder / "coffee.png"),
+        str(folder / "rocket.png"),
+    ]
