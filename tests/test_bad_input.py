@@ -532,3 +532,28 @@ def test_a_folder_run_with_stderr_closed_still_prints_its_table(photos, tmp_path
         str(folder / "coffee.png"),
         str(folder / "rocket.png"),
     ]
+
+
+def test_matplotlib_is_quiet_when_home_is_unusable(tmp_path):
+    """HOME a plain file: no config folder can be made there, even by root."""
+    (tmp_path / "home").write_text("")
+    unset = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env |= {"HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+
+    def stderr_of(code):
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "MPLCONFIGDIR" in stderr_of("import matplotlib.figure")  # matplotlib's own advice
+    plot = tmp_path / "plot.png"
+    draw = (
+        "from adversarial.plumbing.figures import curves_writer\n"
+        f"curves_writer([('t', [('a', [0, 1], 'ro-')])], [0, 1], {str(plot)!r}, 'x', 'y')"
+        f"({str(plot)!r})"
+    )
+    assert stderr_of(draw) == ""
+    assert plot.stat().st_size > 0
