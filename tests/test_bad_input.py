@@ -557,3 +557,15 @@ def test_matplotlib_is_quiet_when_home_is_unusable(tmp_path):
     )
     assert stderr_of(draw) == ""
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_signed_8_and_16_bit_tiffs_are_refused(tmp_path, bits):
+    signed = np.dtype(f"int{bits}")
+    levels = np.array([[np.iinfo(signed).min, -1, 0, np.iinfo(signed).max]], dtype=signed)
+    path = tmp_path / "signed.tif"
+    Image.fromarray(levels.view(f"uint{bits}")).save(path, tiffinfo={339: 2})  # marked signed
+    with Image.open(path) as image:  # Pillow reads -1 as 255, or right but on a 16-bit scale
+        assert image.getpixel((1, 0)) == {8: 255, 16: -1}[bits]
+    with pytest.raises(UserError, match=rf"signed\.tif: signed {bits}-bit levels have no single"):
+        load_image(path)

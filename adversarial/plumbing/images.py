@@ -20,6 +20,8 @@ from adversarial.plumbing.files import check_image_output, check_input_file, wri
 SIZE = 224
 MAX_ASPECT = 16
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+TIFF_BITS_PER_SAMPLE, TIFF_SAMPLE_FORMAT = 258, 339
+TIFF_SIGNED_INTEGERS = 2  # a SampleFormat: two's complement
 
 
 def load_image(path):
@@ -33,6 +35,7 @@ def load_image(path):
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                _refuse_signed_levels(img, path)
                 with _c_messages_muted():
                     img.load()
                 return _to_rgb(ImageOps.exif_transpose(img), path)
@@ -72,6 +75,21 @@ def _c_messages_muted():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _refuse_signed_levels(img, path):
+    """A TIFF of signed 8- or 16-bit integers has no single mapping to 8-bit levels: shift
+    them by half their range, or clip the negatives (as scikit-image does)? So it is refused
+    rather than guessed. Pillow would read signed 8-bit levels as unsigned, and signed
+    16-bit ones (its I;16S) on the unsigned scale. 32-bit integers are Pillow's own mode I,
+    which its TIFF writer marks signed: their values are kept, and must lie in 0..65535."""
+    tags = getattr(img, "tag_v2", {})
+    bits = max(tags.get(TIFF_BITS_PER_SAMPLE, (1,)))  # TIFF's default: 1
+    if TIFF_SIGNED_INTEGERS in tags.get(TIFF_SAMPLE_FORMAT, ()) and bits <= 16:
+        raise UserError(
+            f"{path}: signed {bits}-bit levels have no single mapping to 0..255: "
+            "save the image as unsigned integers"
+        )
 
 
 def _to_rgb(img, path):
