@@ -74,7 +74,7 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None):
 def _matplotlib_figure():
     """matplotlib's Figure class, imported only here (only the sweeps draw, and the import
     is slow) with matplotlib's notices held back meanwhile: where its config folder cannot
-    be written (HOME unset, read-only or not a folder, and no MPLCONFIGDIR), it makes a
+    be written (HOME read-only, missing or a file, and no MPLCONFIGDIR), it makes a
     temporary one at every run and says so on stderr, and may add that it is building its
     font cache there. Its warnings while drawing (a missing font, say) still show."""
     logger = logging.getLogger("matplotlib")
