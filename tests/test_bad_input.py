@@ -478,3 +478,94 @@ def test_a_newline_and_an_escape_in_a_file_name_stay_on_one_line(tmp_path):
 def test_the_same_file_twice_is_read_once(coffee, tmp_path):
     lines = succeeded(call(step_2_pretrained, coffee, coffee, *LITE0))
     assert sum(str(coffee) in line for line in lines) == 1
+
+
+# The rest of issue 18: what C libraries and matplotlib write on stderr, a closed stderr,
+# signed TIFFs.
+
+
+def deflate_tiff():
+    """A 16x16 RGB TIFF compressed with deflate, so that libtiff decodes it (Pillow decodes
+    uncompressed TIFFs itself): its pixels, and its bytes to damage."""
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(
+        buffer, format="TIFF", compression="tiff_adobe_deflate", tiffinfo={274: 1}
+    )
+    return pixels, bytearray(buffer.getvalue())
+
+
+def test_libtiffs_own_messages_stay_off_stderr(tmp_path, capfd):
+    """libtiff writes to file descriptor 2 from C, past sys.stderr: capfd sees it."""
+    pixels, data = deflate_tiff()
+    orientation = b"\x12\x01\x03\x00\x01\x00\x00\x00"  # tag 274, one SHORT; its value follows
+    bad_orientation = tmp_path / "orientation_16.tif"  # Pillow's writer refuses to write it
+    bad_orientation.write_bytes(data.replace(orientation + b"\x01\x00", orientation + b"\x10\x00"))
+    with Image.open(bad_orientation) as image:
+        image.load()
+    assert 'Bad value 16 for "Orientation"' in capfd.readouterr().err  # what libtiff says
+    np.testing.assert_array_equal(np.asarray(load_image(bad_orientation)), pixels)
+    with Image.open(io.BytesIO(data)) as image:
+        (start,), (length,) = image.tag_v2[273], image.tag_v2[279]  # its one strip
+    data[start : start + length] = bytes(length)  # zeros: no deflate stream
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(data)
+    with pytest.raises(UserError, match=r"corrupt\.tif: truncated or corrupt image"):
+        load_image(corrupt)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_folder_run_with_stderr_closed_still_prints_its_table(photos, tmp_path):
+    """tqdm's progress bar failed on the missing sys.stderr: the table was lost."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name].read_bytes())
+    step_5 = [sys.executable, "step_5_perturb.py", folder, *LITE0, "--output-dir", tmp_path / "out"]
+    result = subprocess.run(
+        " ".join(f'"{arg}"' for arg in step_5) + " 2>&-",
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = succeeded(result)
+    assert lines[0].startswith("image ") and "Summary written to" in lines[-1], lines
+    assert [line.split()[0] for line in lines[1:3]] == [
+        str(folder / "coffee.png"),
+        str(folder / "rocket.png"),
+    ]
+
+
+def test_matplotlib_is_quiet_when_home_is_unusable(tmp_path):
+    """HOME a plain file: no config folder can be made there, even by root."""
+    (tmp_path / "home").write_text("")
+    unset = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env |= {"HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+
+    def stderr_of(code):
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "MPLCONFIGDIR" in stderr_of("import matplotlib.figure")  # matplotlib's own advice
+    plot = tmp_path / "plot.png"
+    draw = (
+        "from adversarial.plumbing.figures import curves_writer\n"
+        f"curves_writer([('t', [('a', [0, 1], 'ro-')])], [0, 1], {str(plot)!r}, 'x', 'y')"
+        f"({str(plot)!r})"
+    )
+    assert stderr_of(draw) == ""
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_signed_8_and_16_bit_tiffs_are_refused(tmp_path, bits):
+    signed = np.dtype(f"int{bits}")
+    levels = np.array([[np.iinfo(signed).min, -1, 0, np.iinfo(signed).max]], dtype=signed)
+    path = tmp_path / "signed.tif"
+    Image.fromarray(levels.view(f"uint{bits}")).save(path, tiffinfo={339: 2})  # marked signed
+    with Image.open(path) as image:  # Pillow reads -1 as 255, or right but on a 16-bit scale
+        assert image.getpixel((1, 0)) == {8: 255, 16: -1}[bits]
+    with pytest.raises(UserError, match=rf"signed\.tif: signed {bits}-bit levels have no single"):
+        load_image(path)

@@ -1,5 +1,7 @@
 """The pictures the scripts save: the comparison strip of step 5, and curves for the sweeps."""
 
+import logging
+
 from PIL import Image, ImageDraw, ImageFont
 
 from adversarial.plumbing.images import to_uint8
@@ -51,8 +53,7 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="lin
     no defense). `mark` draws a dotted vertical line (label, x) in each; xscale "log" spaces
     x logarithmically (e.g. queries, from 2 to 10,000). Returns
     write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
-    from matplotlib.figure import Figure  # only here: only the sweeps draw, and it is slow
-
+    Figure = _matplotlib_figure()
     # The object-oriented API renders off-screen and never opens a window.
     figure = Figure(figsize=(6.4 * len(panels), 4), layout="constrained")
     all_axes = figure.subplots(1, len(panels), squeeze=False)[0]
@@ -69,6 +70,22 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="lin
         axes.legend()
     fmt = str(path).rsplit(".", 1)[-1].lower()
     return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)
+
+
+def _matplotlib_figure():
+    """matplotlib's Figure class, imported only here (only the sweeps draw, and the import
+    is slow) with matplotlib's notices held back meanwhile: where its config folder cannot
+    be written (HOME read-only, missing or a file, and no MPLCONFIGDIR), it makes a
+    temporary one at every run and says so on stderr, and may add that it is building its
+    font cache there. Its warnings while drawing (a missing font, say) still show."""
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from matplotlib.figure import Figure
+    finally:
+        logger.setLevel(level)
+    return Figure
 
 
 def _literal(text):

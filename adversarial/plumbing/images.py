@@ -4,6 +4,9 @@ Tensors here are pixels in [0, 1], shape (N, 3, 224, 224); the model's normalisa
 lives in the model wrapper (adversarial/models.py), not in the image pipeline.
 """
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from adversarial.plumbing.files import check_image_output, check_input_file, wri
 SIZE = 224
 MAX_ASPECT = 16
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+TIFF_BITS_PER_SAMPLE, TIFF_SAMPLE_FORMAT = 258, 339
+TIFF_SIGNED_INTEGERS = 2  # a SampleFormat: two's complement
 
 
 def load_image(path):
@@ -30,7 +35,9 @@ def load_image(path):
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()
+                _refuse_signed_levels(img, path)
+                with _c_messages_muted():
+                    img.load()
                 return _to_rgb(ImageOps.exif_transpose(img), path)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
@@ -46,6 +53,43 @@ def load_image(path):
     except Exception as err:  # decoders raise many types for a corrupt file: all mean that
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise UserError(f"{path}: truncated or corrupt image ({reason})") from None
+
+
+@contextlib.contextmanager
+def _c_messages_muted():
+    """Point file descriptor 2 at /dev/null meanwhile. libtiff reports a broken TIFF (a bad
+    tag value, a corrupt strip) with lines of its own on stderr, written from C around
+    sys.stderr (Pillow mutes libtiff's warnings, not its errors): the file is read all the
+    same, or its one `error:` line says enough."""
+    if sys.__stderr__ is None:
+        # Started with stderr closed (`2>&-`): fd 2 went to the next file opened, perhaps
+        # this very image, so it is left alone.
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _refuse_signed_levels(img, path):
+    """A TIFF of signed 8- or 16-bit integers has no single mapping to 8-bit levels: shift
+    them by half their range, or clip the negatives (as scikit-image does)? So it is refused
+    rather than guessed. Pillow would read signed 8-bit levels as unsigned, and signed
+    16-bit ones (its I;16S) on the unsigned scale. 32-bit integers are Pillow's own mode I,
+    which its TIFF writer marks signed: their values are kept, and must lie in 0..65535."""
+    tags = getattr(img, "tag_v2", {})
+    bits = max(tags.get(TIFF_BITS_PER_SAMPLE, (1,)))  # TIFF's default: 1
+    if TIFF_SIGNED_INTEGERS in tags.get(TIFF_SAMPLE_FORMAT, ()) and bits <= 16:
+        raise UserError(
+            f"{path}: signed {bits}-bit levels have no single mapping to 0..255: "
+            "save the image as unsigned integers"
+        )
 
 
 def _to_rgb(img, path):

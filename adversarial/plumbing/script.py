@@ -2,7 +2,8 @@
 
 Each script imports `run` from here before anything else, before PyTorch: importing this
 module makes Ctrl-C while the libraries load (a few seconds) exit at once with one line
-and status 130, as it does later, instead of a long traceback from deep inside an import.
+and status 130, as it does later, instead of a long traceback from deep inside an import,
+and gives a closed stderr somewhere to go.
 Library modules never import this one, nor adversarial.plumbing.cli; the scripts do.
 """
 
@@ -15,6 +16,21 @@ import sys
 from adversarial.plumbing.errors import UserError
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _stderr_to_devnull():
+    """Started with stderr closed (`2>&-`): the progress bars (tqdm) fail on a missing
+    sys.stderr, and a folder run lost its whole table; and the next file opened would take
+    file descriptor 2 and receive what C libraries print there. Both go to /dev/null."""
+    sink = os.open(os.devnull, os.O_WRONLY)  # the lowest free descriptor
+    if sink != 2:  # fd 0 or 1, closed too: it stays closed
+        os.dup2(sink, 2)
+        os.close(sink)
+    sys.stderr = open(2, "w")  # noqa: SIM115 (open for the whole run, as stderr is)
+
+
+if sys.stderr is None:
+    _stderr_to_devnull()
 
 
 def _interrupted_at_start_up(signum, frame):
@@ -64,7 +80,6 @@ def run(main, argv=None):
 
 
 def _say(line):
-    """One line on stderr, if there is one, with control characters (a newline or an
-    escape in a file name) shown as `?`."""
-    if sys.stderr is not None:
-        print(CONTROL_CHARACTERS.sub("?", line), file=sys.stderr)
+    """One line on stderr, with control characters (a newline or an escape in a file name)
+    shown as `?`."""
+    print(CONTROL_CHARACTERS.sub("?", line), file=sys.stderr)
