@@ -8,11 +8,11 @@ does better than the white-box one, suspect gradient masking)."""
 
 from adversarial.plumbing.script import run
 
-import functools
 from pathlib import Path
 
 import torch
 
+from adversarial.attacks import PGD
 from adversarial.attacks.query import Square, model_query
 from adversarial.models import load_model, pick_device, predict
 from adversarial.plumbing import cli
@@ -61,6 +61,15 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--digits-epsilons", type=cli.list_of(cli.pixel_amount), default="0.1,0.2,0.3"
+    )
+    parser.add_argument(
+        "--pgd-steps", type=cli.int_in(1, 1000), help="digits: 1..1000 (default: step 7's 20)"
+    )
+    parser.add_argument(
+        "--pgd-restarts",
+        type=cli.int_in(1, 100),
+        default=1,
+        help="digits: a digit is lost when any run fools it, 1..100 (default 1)",
     )
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/query"))
     cli.add_model_arguments(parser)
@@ -154,10 +163,18 @@ def on_digits(args):
         models[path.stem.removeprefix("digits_")] = model.requires_grad_(False)
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     torch.manual_seed(args.seed)  # PGD's random starts
-    p_init = args.p_init or P_INIT["digits"]
-    queries = args.queries or 1000
-    pgd = functools.partial(digits.make_attack, "pgd")
-    compare_on_digits(models, x_test, y_test, args.digits_epsilons, queries, pgd, p_init, args.seed)
+    p_init, queries = args.p_init or P_INIT["digits"], args.queries or 1000
+    steps = args.pgd_steps or digits.EVAL_PGD_STEPS
+    print(f"PGD: {steps} steps of epsilon/4; Square: {queries} queries, p_init {p_init}")
+
+    def make_pgd(model, epsilon):
+        return PGD(model, epsilon, steps, targeted=False)
+
+    def make_square(model, epsilon):
+        return Square(model_query(model), epsilon, queries, p_init, seed=args.seed)
+
+    epsilons = args.digits_epsilons
+    compare_on_digits(models, x_test, y_test, epsilons, make_pgd, make_square, args.pgd_restarts)
 
 
 if __name__ == "__main__":

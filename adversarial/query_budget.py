@@ -7,7 +7,8 @@ the paper's; `compare_on_digits` sets the Square Attack beside PGD on step 7's m
 
 import statistics
 
-from adversarial.attacks.query import Square, model_query
+import torch
+
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.tables import csv_writer, print_table
@@ -94,22 +95,28 @@ def save_sweep(results, names, judged, budget, title, files):
     print(f"Saved {png.name} and {csv.name} in {png.parent}")
 
 
-def compare_on_digits(models, x, y, epsilons, queries, attack_pgd, p_init, seed):
-    """Accuracy of each digits model under PGD (white-box) and Square (score-only), and
-    where Square does better: a warning sign of gradient masking."""
+def compare_on_digits(models, x, y, epsilons, make_pgd, make_square, restarts=1):
+    """Accuracy of each digits model under PGD (white-box; a digit counts as lost when any
+    of `restarts` runs fools it) and under Square (score-only), and where Square does
+    better: a warning sign of gradient masking. make_pgd(model, epsilon) -> attack."""
     rows, warnings = [], []
+    pgd_name = "PGD" if restarts == 1 else f"PGD x{restarts}"
     for epsilon in epsilons:
         row = [f"{epsilon:g}"]
         for name, model in models.items():
-            pgd = 1 - attack_pgd(model, epsilon)(x, y).success.float().mean().item()
-            square_result = Square(model_query(model), epsilon, queries, p_init, seed=seed)(x, y)
-            square = 1 - square_result.success.float().mean().item()
+            fooled = torch.zeros(len(y), dtype=torch.bool)
+            for _ in range(restarts):  # each run from its own random start
+                fooled |= make_pgd(model, epsilon)(x, y).success
+            pgd = 1 - fooled.float().mean().item()
+            square = 1 - make_square(model, epsilon)(x, y).success.float().mean().item()
             row += [f"{pgd:.1%}", f"{square:.1%}"]
             if square < pgd:
-                warnings.append(f"{name} at {epsilon:g}: Square {square:.1%} < PGD {pgd:.1%}")
+                warnings.append(
+                    f"{name} at {epsilon:g}: Square {square:.1%} < {pgd_name} {pgd:.1%}"
+                )
         rows.append(row)
-    columns = [f"{name} vs {attack}" for name in models for attack in ("PGD", "Square")]
-    print(f"Accuracy on the {len(y)} held-out digits under attack (Square: {queries} queries):")
+    columns = [f"{name} vs {attack}" for name in models for attack in (pgd_name, "Square")]
+    print(f"Accuracy on the {len(y)} held-out digits under attack:")
     print_table(["epsilon", *columns], rows)
     if warnings:
         print("Where the score-only attack did better than the white-box one (a large gap is")
