@@ -25,7 +25,7 @@ PAGES = [
     *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("step_")),
 ]
 STEPS = [(1, "sample_image"), (2, "pretrained"), (3, "adversarial"), (5, "perturb")]
-STEPS += [(6, "defense"), (9, "transfer")]
+STEPS += [(6, "defense"), (9, "transfer"), (10, "query")]
 MARKER = re.compile(r"<!-- doc-test: (slow|needs resnet18|needs corgi) -->")
 
 
