@@ -1,0 +1,129 @@
+"""The audit: the worst case per example, the checks on a sound model, on a decoy whose
+gradients vanish and on a defense autograd cannot see through, and step 11's modes."""
+
+import pytest
+import torch
+from conftest import assert_clean_error, call, succeeded
+
+import step_11_audit
+from adversarial import digits
+from adversarial.audit import Budget, SaturatedLogits, ZeroGradient, audit, worst_case
+from adversarial.training import goodfellow_loss
+
+BUDGET = Budget(steps=10, target_classes=2, queries=100)
+EXAMPLES = 120  # of the 360 held-out digits: enough for 2% to be a few digits
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Step 7's two models, briefly trained: {name: (model, weights file)}, and the digits."""
+    x_train, y_train, x_test, y_test = digits.load_data(0)
+    losses = {
+        "standard": digits.clean_loss(x_train, y_train),
+        "fgsm_trained": lambda model, batch: goodfellow_loss(
+            model, x_train[batch], y_train[batch], 0.2
+        ),
+    }
+    models = digits.train_models(losses, x_train, epochs=6, seed=0)
+    folder = tmp_path_factory.mktemp("digits")
+    files = {}
+    for name, model in models.items():
+        files[name] = folder / f"digits_{name}.pth"
+        torch.save(model.state_dict(), files[name])
+    return models, files, x_test[:EXAMPLES], y_test[:EXAMPLES]
+
+
+def failed(result):
+    return {check.name for check in result.checks if not check.passed}
+
+
+def test_the_worst_case_is_per_example_not_an_average():
+    # Two attacks fool disjoint halves: each alone leaves 50%, the average too; together 0%.
+    first = torch.tensor([True, True, False, False])
+    second = torch.tensor([False, False, True, True])
+    assert not (~worst_case(first, second)).any()
+    result_rows = {"first": ~first, "second": ~second}
+    assert all(standing.float().mean() == 0.5 for standing in result_rows.values())
+
+
+def test_the_audits_worst_case_is_every_attack_at_once(trained):
+    models, _, x, y = trained
+    result = audit(models["standard"], x, y, 0.1, BUDGET)
+    robust = result.robust
+    attacks = ["APGD-CE", "APGD-T (DLR)", "Square"]
+    expected = robust[attacks[0]] & robust[attacks[1]] & robust[attacks[2]]
+    assert torch.equal(robust["AutoAttack, worst case"], expected)
+    for name, standing in robust.items():
+        assert not (standing & ~result.clean).any(), name  # robust implies right when clean
+        assert (robust["every attack, worst case"] <= standing).all(), name
+
+
+def test_the_sound_model_passes_and_the_decoy_fails(trained):
+    models, _, x, y = trained
+    sound = audit(models["fgsm_trained"], x, y, 0.2, BUDGET, undefended=models["standard"])
+    assert failed(sound) == set(), [c for c in sound.checks if not c.passed]
+
+    decoy = SaturatedLogits(models["standard"])
+    masked = audit(decoy, x, y, 0.2, BUDGET, undefended=models["standard"])
+    # It looks robust to plain PGD: it holds most of what it gets right...
+    pgd = masked.robust["PGD"].float().mean().item()
+    clean = masked.clean.float().mean().item()
+    assert pgd >= 0.8 * clean
+    # ...but is no more robust than the model it is made of, and the checks say so.
+    worst = masked.robust["every attack, worst case"].float().mean().item()
+    assert (
+        worst
+        <= audit(models["standard"], x, y, 0.2, BUDGET)
+        .robust["every attack, worst case"]
+        .float()
+        .mean()
+        .item()
+        + 0.05
+    )
+    assert {
+        "gradients are finite and not zero",
+        "accuracy falls to about 0 at a large epsilon",
+        "transfer from the undefended model does no better",
+    } <= failed(masked)
+
+
+def test_a_defense_autograd_cannot_see_through_fails_the_checks(trained):
+    models, _, x, y = trained
+
+    def round_to_quarters(images):  # a rounding: zero gradient almost everywhere
+        return (images * 4).round() / 4
+
+    hidden = ZeroGradient(models["standard"], round_to_quarters)
+    result = audit(hidden, x, y, 0.2, BUDGET, undefended=models["standard"])
+    assert {
+        "gradients are finite and not zero",
+        "accuracy falls to about 0 at a large epsilon",
+        "the score-only attack does no better",
+    } <= failed(result)
+
+
+def test_step_11_on_the_digits_and_the_decoy(trained):
+    _, files, _, _ = trained
+    tiny = ["--steps", "5", "--target-classes", "1", "--queries", "20"]
+    args = ["--digits", files["fgsm_trained"], "--undefended", files["standard"], *tiny]
+    lines = succeeded(call(step_11_audit, *args))
+    assert lines[0] == "Audit: digits_fgsm_trained.pth, epsilon 0.2, 360 examples"
+    assert lines[-1].startswith("Verdict: ")
+    decoy = succeeded(call(step_11_audit, "--decoy", files["standard"], *tiny))
+    assert (
+        decoy[0]
+        == "Audit: the decoy (digits_standard.pth, logits x 10,000), epsilon 0.2, 360 examples"
+    )
+    assert decoy[-1].startswith("Verdict: ") and "failed" in decoy[-1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "one of the arguments --digits --jpeg --decoy is required"),
+        (["--jpeg", "--undefended", "x.pth"], "--undefended is for --digits"),
+        (["--digits", "missing.pth"], "missing.pth"),
+    ],
+)
+def test_bad_arguments_are_one_line(args, message):
+    assert_clean_error(call(step_11_audit, *args), message)
