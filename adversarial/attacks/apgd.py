@@ -2,7 +2,8 @@
 ensemble of diverse parameter-free attacks", ICML 2020): PGD with momentum and no step size
 to tune, and the DLR loss, which rescaling the logits cannot hide from.
 
-    APGD(model, epsilon)(x, labels)  # APGD-CE; loss="dlr" for APGD-DLR
+    APGD(model, epsilon)(x, labels)          # APGD-CE; loss="dlr" for APGD-DLR
+    APGDTargeted(model, epsilon)(x, labels)  # APGD-T: the targeted DLR, one run per target
 
 As every attack in gradient.py, the model sees each iterate as saved (on the 8-bit grid,
 inside the ball), the gradient passing straight through the rounding and any defenses.
@@ -15,10 +16,12 @@ import torch
 
 from adversarial.attacks.gradient import Attack
 from adversarial.attacks.shared import (
+    AttackResult,
     mean_cross_entropy,
     straight_through,
     uniform_start,
 )
+from adversarial.models import device_of
 
 # The denominators' guard: a ratio of logit differences, whatever the logits' scale.
 DLR_GUARD = 1e-12
@@ -50,6 +53,16 @@ def dlr(logits, labels):
     return (-(z_y - others.amax(-1)) / (z[..., 0] - z[..., 2] + DLR_GUARD)).mean(0)
 
 
+def targeted_dlr(logits, labels, targets):
+    """(N,) targeted DLR towards `targets`, from the true classes `labels`, the mean over
+    every model and view: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2). Raising it lowers
+    z_y below z_t; the denominator, as in the untargeted DLR, makes it scale-free."""
+    z_y = logits.gather(-1, labels.expand(logits.shape[:2])[..., None])[..., 0]
+    z_t = logits.gather(-1, targets.expand(logits.shape[:2])[..., None])[..., 0]
+    z = logits.sort(-1, descending=True).values
+    return (-(z_y - z_t) / (z[..., 0] - (z[..., 2] + z[..., 3]) / 2 + DLR_GUARD)).mean(0)
+
+
 class APGD(Attack):
     """Auto-PGD (Croce and Hein 2020, Algorithm 1): from a random point of the ball, signed
     steps of eta = 2 * epsilon with momentum, raising a loss f. At each checkpoint
@@ -75,7 +88,7 @@ class APGD(Attack):
         if not callable(loss) and loss not in ("ce", "dlr"):
             raise ValueError(f"loss must be 'ce', 'dlr' or a function, not {loss!r}")
         if loss == "dlr" and self.targeted:  # the targeted DLR needs the true class too
-            raise ValueError("loss='dlr' is untargeted")
+            raise ValueError("loss='dlr' is untargeted: for the targeted DLR use APGDTargeted")
         self.loss = loss
         self.rho = rho
         self.momentum = momentum
@@ -150,3 +163,66 @@ class APGD(Attack):
             logits = self.logits(x_final)
             score.record(self.steps, x_final, logits, self.objective(logits, labels))
             return score.result()
+
+
+class APGDTargeted(Attack):
+    """APGD-T, as AutoAttack runs it (Croce and Hein 2020): for each of the `target_classes`
+    classes the clean image ranks highest after its true class (the mean logits over models
+    and views; at most classes - 1), one APGD run raising the targeted DLR towards it.
+
+    Success is untargeted, as AutoAttack counts it: the image is no longer classified as
+    its true class `labels`. An image fooled by one target is not attacked with the next.
+    The result: the image from the run that fooled it (else from the last run); steps, the
+    gradient steps of all its runs together. Each run draws its own random start (the seed
+    and the target's rank); on_step is called by each run, on the images it attacks.
+    """
+
+    def __init__(self, model, epsilon, steps=100, target_classes=9, seed=None, **options):
+        super().__init__(model, epsilon, steps, targeted=False, **options)
+        self.target_classes = target_classes
+        self.seed = seed
+
+    def __call__(self, x, labels):
+        device = device_of(self.models[0])
+        x, labels = x.to(device), labels.to(device)
+        with torch.no_grad():
+            clean = self.logits(x).mean(0)  # (N, classes)
+        # The true class out of the ranking: the targets are the 2nd, 3rd, ... classes.
+        others = clean.scatter(1, labels[:, None], -math.inf)
+        rank_count = min(self.target_classes, clean.shape[1] - 1)
+        targets = others.topk(rank_count, dim=1).indices  # (N, rank_count)
+
+        todo = torch.ones(len(x), dtype=torch.bool, device=device)  # not fooled yet
+        steps = torch.zeros(len(x), dtype=torch.long, device=device)
+        adversarial, success = torch.empty_like(x), torch.zeros_like(todo)
+        best_probability = torch.zeros(len(x), device=device)
+        probabilities = views_fooled = None
+        for rank in range(rank_count):
+            t = targets[todo, rank]
+            run = APGD(
+                self.models,
+                self.epsilon,
+                self.steps,
+                loss=lambda logits, y, t=t: targeted_dlr(logits, y, t),
+                seed=None if self.seed is None else f"{self.seed}/target {rank}",
+                defenses=self.defenses,
+                early_stop=self.early_stop,
+                on_step=self.on_step,
+            )
+            result = run(x[todo], labels[todo])
+            if probabilities is None:
+                probabilities = torch.zeros(len(x), *result.probabilities.shape[1:], device=device)
+                views_fooled = torch.zeros(result.views_fooled.shape[0], len(x), dtype=torch.bool)
+                views_fooled = views_fooled.to(device)
+            adversarial[todo] = result.adversarial
+            success[todo] = result.success
+            steps[todo] += result.steps
+            probabilities[todo] = result.probabilities
+            best_probability[todo] = torch.maximum(best_probability[todo], result.best_probability)
+            views_fooled[:, todo] = result.views_fooled
+            todo = todo & ~success
+            if not todo.any():
+                break
+        return AttackResult(
+            adversarial, success, steps, probabilities, best_probability, views_fooled
+        )
