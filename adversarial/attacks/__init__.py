@@ -1,5 +1,7 @@
 """Attacks on image classifiers, one class per attack, one module per family.
 
+    apgd.py      Auto-PGD (APGD, APGDTargeted): PGD with a step size halved on schedule,
+                 and the DLR loss, which scaled logits cannot hide from
     gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon
     noise.py     the baseline: random signs of the same size
     shared.py    what every attack uses: the 8-bit image inside the epsilon ball, the
@@ -9,6 +11,7 @@ Every attack takes any nn.Module on [0, 1] pixels that returns logits (or a list
 an ensemble) and returns an AttackResult judged on the image as it would be saved.
 """
 
+from adversarial.attacks.apgd import APGD, APGDTargeted
 from adversarial.attacks.gradient import FGSM, PGD, TutorialSGD
 from adversarial.attacks.noise import random_signs
 from adversarial.attacks.shared import (
@@ -20,8 +23,10 @@ from adversarial.attacks.shared import (
 )
 
 __all__ = [
+    "APGD",
     "FGSM",
     "PGD",
+    "APGDTargeted",
     "AttackResult",
     "LinfBall",
     "TutorialSGD",
