@@ -217,7 +217,8 @@ def gradient_check(model, x, y):
 
 def report(result, title):
     """One screen: the checks, the robust accuracy under each attack, and a verdict."""
-    print(f"Audit: {title}, epsilon {result.epsilon:g}, {result.examples} examples")
+    epsilon = f"{result.epsilon:.4g} ({result.epsilon * 255:.4g}/255)"
+    print(f"Audit: {title}, epsilon {epsilon}, {result.examples} examples")
     print(f"Clean accuracy: {result.clean.float().mean():.1%}")
     rows = [["PASS" if c.passed else "FAIL", c.name, c.figures] for c in result.checks]
     print_table(["", "check", "measured"], rows)

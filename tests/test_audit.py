@@ -111,13 +111,11 @@ def test_step_11_on_the_digits_and_the_decoy(trained):
     tiny = ["--steps", "5", "--target-classes", "1", "--queries", "20"]
     args = ["--digits", files["fgsm_trained"], "--undefended", files["standard"], *tiny]
     lines = succeeded(call(step_11_audit, *args))
-    assert lines[0] == "Audit: digits_fgsm_trained.pth, epsilon 0.2, 360 examples"
+    assert lines[0] == "Audit: digits_fgsm_trained.pth, epsilon 0.2 (51/255), 360 examples"
     assert lines[-1].startswith("Verdict: ")
     decoy = succeeded(call(step_11_audit, "--decoy", files["standard"], *tiny))
-    assert (
-        decoy[0]
-        == "Audit: the decoy (digits_standard.pth, logits x 10,000), epsilon 0.2, 360 examples"
-    )
+    title = "the decoy (digits_standard.pth, logits x 10,000)"
+    assert decoy[0] == f"Audit: {title}, epsilon 0.2 (51/255), 360 examples"
     assert decoy[-1].startswith("Verdict: ") and "failed" in decoy[-1]
 
 
