@@ -91,19 +91,22 @@ def attack_one(args):
     """The tutorial's story for one image, told with queries: old and new prediction."""
     outputs = plan_outputs([args.image], args.output_dir, True, [args.weights])
     x = load_image_tensor(args.image)  # a bad file fails before the model loads
-    model = load_model(args.model, args.weights, pick_device(args.device))
+    device = pick_device(args.device)
+    model = load_model(args.model, args.weights, device)
     clean = predict(model, x)
-    original = clean.argmax(1)
+    original = int(clean[0].argmax())
     target = None if args.target is None else class_index(args.target)
-    if target == original[0]:
+    if target == original:
         raise UserError(f"{args.image} is already {label(target)}: pick another --target")
     if target is not None:
         print(f"Target class: {label(target)}")
-    if target is None:  # untargeted: away from the true class, where the PNG records one
-        known = recorded_true_class(args.image)
-        labels = torch.tensor([int(original[0]) if known is None else known])
-    else:
-        labels = torch.tensor([target])
+    known = recorded_true_class(args.image)  # step 1 records a labelled photo's class
+    if target is None and known is not None and known != original:
+        raise UserError(
+            f"{args.image} is {label(known)}, and the model already sees {label(original)}: "
+            "nothing to attack"
+        )
+    labels = torch.tensor([original if target is None else target])
     p_init = args.p_init or P_INIT["imagenet targeted" if target is not None else "imagenet"]
     queries = args.queries or 1000
     # The attack is given the model's answers and nothing else.
@@ -111,7 +114,6 @@ def attack_one(args):
     square = Square(
         query, args.epsilon, queries, p_init, targeted=target is not None, seed=args.seed
     )
-    device = pick_device(args.device)
     result = square(x.to(device), labels.to(device))
     if not result.success[0]:
         wanted = label(target) if target is not None else f"anything but {label(labels[0])}"
@@ -127,7 +129,7 @@ def attack_one(args):
     save_outputs([model], x, x_adversarial, clean[0], final, files, target, title)
     change = linf_levels(x, x_adversarial)
     print(f"Fooled after {int(result.steps[0])} queries (max change {change}/255 per pixel)")
-    print(f"Old prediction: {label(original[0])}")
+    print(f"Old prediction: {label(original)}")
     print(f"New prediction: {label(final.argmax())}")
 
 

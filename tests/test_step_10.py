@@ -8,6 +8,7 @@ import torch
 from conftest import LITE0, assert_clean_error, call, run_script, succeeded
 from PIL import Image
 
+import step_1_sample_image
 import step_10_query
 from adversarial import digits
 from adversarial.models import load_model, predict
@@ -39,9 +40,19 @@ def test_one_image_is_fooled_on_the_saved_png_within_epsilon(coffee, tmp_path):
 
 
 def test_a_budget_too_small_is_one_line_and_writes_nothing(coffee, tmp_path):
-    result = call(step_10_query, coffee, "--queries", "3", "--output-dir", tmp_path / "out")
+    args = ["--queries", "3", *LITE0, "--output-dir", tmp_path / "out"]
+    result = call(step_10_query, coffee, *args)
     assert_clean_error(result, "no adversarial image within 3 queries", "best probability")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_labelled_photo_the_model_already_gets_wrong_is_not_attacked(tmp_path):
+    # Lite0 takes imagenet_03, a buckeye, for a custard apple: untargeted, nothing to do.
+    photo = tmp_path / "buckeye.png"
+    succeeded(call(step_1_sample_image, "--name", "imagenet_03", "--output", photo))
+    result = call(step_10_query, photo, "--model", "efficientnet_lite0", "--output-dir", tmp_path)
+    assert_clean_error(result, "buckeye", "already sees custard apple", "nothing to attack")
+    assert not (tmp_path / "adversarial.png").exists()
 
 
 def test_the_sweep_on_a_tiny_setting(tmp_path):
