@@ -22,6 +22,7 @@ Not part of the test suite.
 
     python bench/query_speed.py [--repeats 7] [--batch-sizes 1,8] [--models efficientnet_lite0]
         [--queries 100] [--budget 500] [--epsilons 4/255] [--photos imagenet_00,...]
+        [--skip overhead|comparison] [--threads N]
 """
 
 import argparse
@@ -254,7 +255,10 @@ def main():
     )
     parser.add_argument("--skip", choices=["overhead", "comparison"])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, help="torch's threads (default: its own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     device = pick_device(args.device)
 
