@@ -7,8 +7,9 @@
    tiny epsilon, 1/255, and 100 queries); it checks that none was fooled, and says so if
    one was. Prints the median milliseconds per query of the batch (one forward pass of
    all its images) for both, and Square's time over the floor's (the median of the ratios
-   within each repeat, the two taking turns), beside a network that computes almost
-   nothing, which leaves the attack's own bookkeeping.
+   within each repeat, the two taking turns), with the part of Square's time spent
+   inside the query function (the rest is its own work), beside a network that computes
+   almost nothing, which leaves the attack's own bookkeeping.
 2. Square beside torchattacks.Square (a benchmark-only dependency:
    requirements-bench.txt), same model, same labelled photos (those the model classifies
    right), same epsilon, same budget, untargeted: how many images each fooled, judged here
@@ -66,44 +67,61 @@ def cycled(x, labels, size):
 
 def bare_loop(model, x, labels, queries):
     """The floor: the forward passes a query attack makes, and nothing else.
-    Returns (queries of the batch made, images fooled): (queries, 0)."""
+    Returns (queries of the batch made, images fooled, seconds in queries): all of it."""
     with torch.inference_mode():
         for _ in range(queries):
             model(x).double().softmax(-1)
-    return queries, 0
+    return queries, 0, None
 
 
 def square(model, x, labels, queries):
-    """Square on the model's answers. Returns (queries of the batch made, images fooled):
-    the queries its images used, over the batch size, and the number fooled (0 expected)."""
-    result = Square(model_query(model), SPEED_EPSILON, queries, P_INIT, seed=SEED)(x, labels)
-    return float(result.steps.sum()) / len(x), int(result.success.sum())
+    """Square on the model's answers. Returns (queries of the batch made, images fooled,
+    seconds in queries): the queries its images used, over the batch size, the number
+    fooled (0 expected), and the time spent inside the query function (the rest is the
+    attack's own work)."""
+    query, inside = model_query(model), [0.0]
+
+    def timed_query(images):
+        started = time.perf_counter()
+        probabilities = query(images)
+        if probabilities.is_cuda:
+            torch.cuda.synchronize()
+        inside[0] += time.perf_counter() - started
+        return probabilities
+
+    result = Square(timed_query, SPEED_EPSILON, queries, P_INIT, seed=SEED)(x, labels)
+    return float(result.steps.sum()) / len(x), int(result.success.sum()), inside[0]
 
 
 def timed(run, x, labels, queries, device):
-    """(ms per query of the batch, one forward pass of all its images; images fooled)."""
+    """(ms per query of the batch, one forward pass of all its images; images fooled;
+    ms per query spent inside the query function, None for the floor: all of it)."""
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    made, fooled = run(x, labels, queries)
+    made, fooled, inside = run(x, labels, queries)
     if device == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - started) * 1000 / made, fooled
+    elapsed = (time.perf_counter() - started) * 1000 / made
+    return elapsed, fooled, None if inside is None else inside * 1000 / made
 
 
 def measure(runs, x, labels, queries, repeats, device):
-    """Per run: ms per query in each repeat, the runs taking turns in rotating order; and
-    the most images any run fooled."""
-    times, fooled = [[] for _ in runs], 0
+    """Per run: ms per query in each repeat, the runs taking turns in rotating order; the
+    ms per query inside the query function (of the last run that reports it); and the
+    most images any run fooled."""
+    times, inside, fooled = [[] for _ in runs], [], 0
     for run in runs:
         run(x, labels, queries)  # warm-up
     for repeat in range(repeats):
         shift = repeat % len(runs)
         for i in list(range(shift, len(runs))) + list(range(shift)):
-            ms, n = timed(runs[i], x, labels, queries, device)
+            ms, n, in_queries = timed(runs[i], x, labels, queries, device)
             times[i].append(ms)
             fooled = max(fooled, n)
-    return times, fooled
+            if in_queries is not None:
+                inside.append(in_queries)
+    return times, inside, fooled
 
 
 def tiny_network(device):
@@ -117,7 +135,8 @@ def tiny_network(device):
 
 
 def overhead_table(args, device):
-    titles = ("model", "batch", "floor ms/query", "square ms/query", "square/floor")
+    titles = ("model", "batch", "floor ms/query", "square ms/query", "in queries")
+    titles += ("square/floor",)
     titles += ("range", "fooled")
     rows, notes = [], []
     photos = IMAGENET_PHOTOS[:10]
@@ -132,9 +151,10 @@ def overhead_table(args, device):
         for size in args.batch_sizes:
             x, labels = cycled(x_all, labels_all, size)
             runs = [functools.partial(bare_loop, model), functools.partial(square, model)]
-            times, fooled = measure(runs, x, labels, args.queries, args.repeats, device)
+            times, inside, fooled = measure(runs, x, labels, args.queries, args.repeats, device)
             ratios = [s / f for f, s in zip(*times, strict=True)]
             cells = (name, size, *(f"{statistics.median(t):.2f}" for t in times))
+            cells += (f"{statistics.median(inside):.2f}",)
             if name.startswith("no network"):  # a ratio over almost nothing says nothing
                 cells += ("", "")
             else:
@@ -272,8 +292,10 @@ def main():
             f"# 1. ms per query of the batch (one forward pass of all its images), median of "
             f"{args.repeats}; epsilon {SPEED_EPSILON * 255:.3g}/255, {args.queries} queries,"
             " labelled photos the model classifies right, cycled to the batch size.\n"
-            "# floor: the bare forward loop; square/floor: median of the ratios within each"
-            " repeat (range: lowest-highest); fooled: should be 0"
+            "# floor: the bare forward loop; in queries: of square's time, that inside the"
+            " query function (the rest is its own work);\n"
+            "# square/floor: median of the ratios within each repeat (range: lowest-highest);"
+            " fooled: should be 0"
         )
         overhead_table(args, device)
     if args.skip != "comparison":
