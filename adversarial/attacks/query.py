@@ -63,48 +63,41 @@ class Square:
     @torch.inference_mode()  # forward passes only: no graph is ever built
     def __call__(self, x, labels):
         generator = torch.Generator().manual_seed(self.seed)
-        n, channels, height, width = x.shape
-        device = x.device
+        n, channels, _, width = x.shape
         ball = LinfBall(x, self.epsilon)  # its corners: ball.lowest and ball.highest
-        used = torch.zeros(n, dtype=torch.long, device=device)
+        used = torch.zeros(n, dtype=torch.long, device=x.device)
 
         # Query 1: the image itself.
         x_best = x.clone()
-        p_best = self.ask(x_best, used, torch.ones(n, dtype=torch.bool, device=device))
+        p_best = self.ask(x_best, used, torch.arange(n, device=x.device))
         loss_best = self.loss(p_best, labels)
         fooled = self.fooled(p_best, labels)
         best_probability = self.success_probability(p_best, labels)
 
         # Query 2: vertical stripes, taken whatever their loss.
-        todo = ~fooled & (used < self.queries)
-        if todo.any():
-            stripes = self.signs((n, channels, 1, width), generator).to(device)
-            stripes = torch.where(stripes > 0, ball.highest, ball.lowest)
-            x_best[todo] = stripes[todo]
-            p_best[todo] = self.ask(x_best[todo], used, todo)
-            loss_best[todo] = self.loss(p_best[todo], labels[todo])
-            fooled[todo] = self.fooled(p_best[todo], labels[todo])
-            best_probability = self.success_probability(p_best, labels).maximum(best_probability)
+        attacked = (~fooled).nonzero()[:, 0]
+        if len(attacked) and self.queries > 1:
+            stripes = self.signs((len(attacked), channels, 1, width), generator).to(x.device)
+            x_best[attacked] = torch.where(
+                stripes > 0, ball.highest[attacked], ball.lowest[attacked]
+            )
+            p_best[attacked] = self.ask(x_best[attacked], used, attacked)
+            self.keep_scores(attacked, p_best, loss_best, fooled, best_probability, labels)
 
         for query_index in range(2, self.queries):
-            todo = ~fooled
-            if not todo.any():
+            attacked = (~fooled).nonzero()[:, 0]  # only the images not yet fooled are asked
+            if not len(attacked):
                 break
             side = self.side(square_share(self.p_init, query_index, self.queries), x.shape)
-            window = self.window(todo, side, height, width, generator)
-            x_new = self.painted(x_best, window, ball, todo, generator)
-            p_new = self.ask(x_new[todo], used, todo)
-            loss_new = self.loss(p_new, labels[todo])
-            better = torch.zeros_like(todo)
-            better[todo] = loss_new < loss_best[todo]  # strictly: ties keep the old image
-            improved = better[todo]
-            x_best[better] = x_new[better]
-            p_best[better] = p_new[improved]
-            loss_best[better] = loss_new[improved]
-            fooled[better] = self.fooled(p_new[improved], labels[better])
-            candidate = torch.zeros_like(best_probability)
-            candidate[todo] = self.success_probability(p_new, labels[todo])
-            best_probability = best_probability.maximum(candidate)
+            x_new = self.painted(x_best, attacked, ball, side, generator)
+            p_new = self.ask(x_new, used, attacked)
+            loss_new = self.loss(p_new, labels[attacked])
+            better = loss_new < loss_best[attacked]  # strictly: ties keep the old image
+            kept = attacked[better]
+            x_best[kept], p_best[kept] = x_new[better], p_new[better]
+            self.keep_scores(kept, p_best, loss_best, fooled, best_probability, labels)
+            success = self.success_probability(p_new, labels[attacked])
+            best_probability[attacked] = best_probability[attacked].maximum(success)
 
         return AttackResult(
             adversarial=x_best,
@@ -115,10 +108,17 @@ class Square:
             views_fooled=fooled[None],
         )
 
-    def ask(self, x, used, which):
-        """The model's probabilities for x, the images `which` selects; one query each."""
-        used[which] += 1
+    def ask(self, x, used, images):
+        """The model's probabilities for x, the images of those indices; one query each."""
+        used[images] += 1
         return self.query(x)
+
+    def keep_scores(self, images, p_best, loss_best, fooled, best_probability, labels):
+        """Update the loss, verdict and best success probability of `images` from p_best."""
+        loss_best[images] = self.loss(p_best[images], labels[images])
+        fooled[images] = self.fooled(p_best[images], labels[images])
+        success = self.success_probability(p_best[images], labels[images])
+        best_probability[images] = best_probability[images].maximum(success)
 
     def loss(self, p, labels):
         """What the search lowers: the margin (untargeted) or the cross-entropy (targeted)."""
@@ -147,28 +147,29 @@ class Square:
         _, _, height, width = shape
         return min(max(round(math.sqrt(share * height * width)), 1), min(height, width) - 1)
 
-    @staticmethod
-    def window(todo, side, height, width, generator):
-        """(N, 1, H, W) bool: a side x side square at a random place in each image."""
-        n, device = len(todo), todo.device
-        top = torch.randint(0, height - side + 1, (n, 1, 1, 1), generator=generator).to(device)
-        left = torch.randint(0, width - side + 1, (n, 1, 1, 1), generator=generator).to(device)
-        rows = torch.arange(height, device=device).view(1, 1, -1, 1)
-        columns = torch.arange(width, device=device).view(1, 1, 1, -1)
-        return (rows >= top) & (rows < top + side) & (columns >= left) & (columns < left + side)
+    def painted(self, x_best, attacked, ball, side, generator):
+        """The images `attacked` of x_best, each with a side x side square at a random place
+        painted a random colour, +-epsilon per channel (a corner of the ball), redrawn
+        until it changes the image: a repainting that changes nothing wastes a query."""
+        n, (_, channels, height, width), device = len(attacked), x_best.shape, x_best.device
+        top = torch.randint(0, height - side + 1, (n, 1), generator=generator).to(device)
+        left = torch.randint(0, width - side + 1, (n, 1), generator=generator).to(device)
+        span = torch.arange(side, device=device)
+        # Index tensors that pick each image's square: (n, channels, side, side) values.
+        rows = (top + span)[:, None, :, None]
+        columns = (left + span)[:, None, None, :]
+        every_channel = torch.arange(channels, device=device)[None, :, None, None]
+        square = (attacked[:, None, None, None], every_channel, rows, columns)
+        before, lowest, highest = x_best[square], ball.lowest[square], ball.highest[square]
 
-    def painted(self, x_best, window, ball, todo, generator):
-        """x_best with each image's window painted a random colour, +-epsilon per channel,
-        redrawn until it changes the image (a repainting that changes nothing wastes a
-        query)."""
-        n, channels = x_best.shape[:2]
-        redraw = todo.clone()
-        x_new = x_best.clone()
+        after, redraw = before, torch.ones(n, dtype=torch.bool, device=device)
         while redraw.any():
-            colour = self.signs((n, channels, 1, 1), generator).to(x_best.device)
-            painted = torch.where(
-                window, torch.where(colour > 0, ball.highest, ball.lowest), x_best
-            )
-            x_new[redraw] = painted[redraw]
-            redraw &= (x_new == x_best).flatten(1).all(1)
+            colour = self.signs((n, channels, 1, 1), generator).to(device)
+            repainted = torch.where(colour > 0, highest, lowest)
+            after = torch.where(redraw[:, None, None, None], repainted, after)
+            redraw = (after == before).flatten(1).all(1)
+        x_new = x_best[attacked]
+        x_new[
+            (torch.arange(n, device=device)[:, None, None, None], every_channel, rows, columns)
+        ] = after
         return x_new
