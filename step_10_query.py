@@ -31,7 +31,7 @@ from adversarial.plumbing.samples import (
 # The paper's square sizes: 5% of the image at first on ImageNet, 80% on small digits
 # (AutoAttack's setting for MNIST); smaller when targeted (the authors' advice).
 P_INIT = {"imagenet": 0.05, "imagenet targeted": 0.01, "digits": 0.8}
-DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS[:10])
+DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS)
 
 
 def parse_args(argv):
@@ -42,7 +42,7 @@ def parse_args(argv):
         "--epsilon", type=cli.pixel_amount, default=4 / 255, help="L-inf bound (default 4/255)"
     )
     parser.add_argument(
-        "--queries", type=cli.int_in(1, 100_000), help="budget per image (default 1000; sweep 500)"
+        "--queries", type=cli.int_in(1, 100_000), default=1000, help="per image (default 1000)"
     )
     parser.add_argument("--p-init", type=cli.share, help="the first square's share of the image")
     parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=0)
@@ -54,7 +54,7 @@ def parse_args(argv):
     )
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
     parser.add_argument(
-        "--photos", type=photos, default=DEFAULT_PHOTOS, help="default: imagenet_00 to 09"
+        "--photos", type=photos, default=DEFAULT_PHOTOS, help="default: all 20 labelled photos"
     )
     parser.add_argument(
         "--digits", type=Path, nargs="+", help="step 7's weights files: Square against PGD"
@@ -108,7 +108,7 @@ def attack_one(args):
         )
     labels = torch.tensor([original if target is None else target])
     p_init = args.p_init or P_INIT["imagenet targeted" if target is not None else "imagenet"]
-    queries = args.queries or 1000
+    queries = args.queries
     # The attack is given the model's answers and nothing else.
     query = model_query(model)
     square = Square(
@@ -144,7 +144,7 @@ def sweep(args):
     x = torch.cat([sample_photo(name) for name in args.photos]).to(device)
     labels = torch.tensor([true_class(name) for name in args.photos], device=device)
     judged = predict(model, x).argmax(1).to(device) == labels  # only these can be fooled
-    query, queries = model_query(model), args.queries or 500
+    query, queries = model_query(model), args.queries
     results = {}
     for epsilon in args.epsilons:
         square = Square(query, epsilon, queries, args.p_init or P_INIT["imagenet"], seed=args.seed)
@@ -165,7 +165,7 @@ def on_digits(args):
         models[path.stem.removeprefix("digits_")] = model.requires_grad_(False)
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     torch.manual_seed(args.seed)  # PGD's random starts
-    p_init, queries = args.p_init or P_INIT["digits"], args.queries or 1000
+    p_init, queries = args.p_init or P_INIT["digits"], args.queries
     steps = args.pgd_steps or digits.EVAL_PGD_STEPS
     print(f"PGD: {steps} steps of epsilon/4; Square: {queries} queries, p_init {p_init}")
 

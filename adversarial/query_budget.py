@@ -87,7 +87,12 @@ def save_sweep(results, names, judged, budget, title, files):
     write_all(
         {
             png: curves_writer(
-                [(title, curves)], budgets, png, "queries per photo", "share fooled", xscale="log"
+                [(f"{title}: Square Attack on {int(judged.sum())} labelled photos", curves)],
+                budgets,
+                png,
+                "queries per photo",
+                "share fooled",
+                xscale="log",
             ),
             csv: csv_writer(["epsilon", "photo", "judged", "fooled", "queries"], csv_rows),
         }
