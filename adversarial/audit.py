@@ -107,97 +107,91 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
 
     undefended: the same network without the defense, if there is one (transfer check).
     """
-    with torch.inference_mode():
-        clean = (model(x).argmax(1) == y).cpu()
-    right = clean.nonzero()[:, 0]
-    x_right, y_right = x[right], y[right]
+    clean = misclassified(model, x, y).logical_not()
+    right = clean.nonzero()[:, 0]  # only these can be fooled
+    x, y = x[right], y[right]
+    n = len(clean)
 
     def robust_under(fooled):
-        """(N,) bool: right when clean and not fooled (`fooled` is over the right ones)."""
+        """(N,) bool over every example: right when clean and not fooled."""
         standing = clean.clone()
         standing[right] = ~fooled
         return standing
 
+    steps, seed = budget.steps, budget.seed
     fooled = {
-        "FGSM": FGSM(model, epsilon, targeted=False)(x_right, y_right).success.cpu(),
-        "PGD": PGD(model, epsilon, budget.steps, targeted=False, seed=budget.seed)(
-            x_right, y_right
-        ).success.cpu(),
+        "FGSM": FGSM(model, epsilon, targeted=False)(x, y).success.cpu(),
+        "PGD": PGD(model, epsilon, steps, targeted=False, seed=seed)(x, y).success.cpu(),
+        **autoattack(model, x, y, epsilon, budget),
     }
-    fooled.update(autoattack(model, x_right, y_right, epsilon, budget))
     white_box = worst_case(fooled["FGSM"], fooled["PGD"], fooled["APGD-CE"], fooled["APGD-T (DLR)"])
-    n = len(x)
+    iterative = worst_case(fooled["PGD"], fooled["APGD-CE"])
+    longer = APGD(model, epsilon, 2 * steps, loss="ce", seed=seed + 1)(x, y).success.cpu()
+    unbounded = PGD(model, LARGE_EPSILON, steps, targeted=False, seed=seed)(x, y).success.cpu()
+    noisy = misclassified(model, random_signs(x, epsilon, seed), y)
 
-    def beyond_white_box(other):
-        """Share of all examples `other` fooled and every white-box attack missed."""
-        return (other & ~white_box).sum().item() / n
+    def share(found):
+        """Of all the examples: those `found` fooled and the reference missed."""
+        return found.sum().item() / n
 
-    checks = []
-    one_step = (fooled["FGSM"] & ~(fooled["PGD"] | fooled["APGD-CE"])).sum().item() / n
-    checks.append(
-        Check(
+    checks = [
+        check(
             "iterative attacks beat one step",
-            one_step <= TOLERANCE,
-            f"FGSM fooled {one_step:.1%} of the examples PGD and APGD-CE missed",
-        )
-    )
-    longer = APGD(model, epsilon, 2 * budget.steps, loss="ce", seed=budget.seed + 1)
-    more = beyond_white_box(longer(x_right, y_right).success.cpu())
-    checks.append(
-        Check(
+            share(fooled["FGSM"] & ~iterative),
+            "FGSM fooled {} of the examples PGD and APGD-CE missed",
+        ),
+        check(
             "twice the steps, another start change little",
-            more <= TOLERANCE,
-            f"APGD-CE with {2 * budget.steps} steps fooled {more:.1%} that white-box missed",
-        )
-    )
-    unbounded = PGD(model, LARGE_EPSILON, budget.steps, targeted=False, seed=budget.seed)
-    left = robust_under(unbounded(x_right, y_right).success.cpu()).float().mean().item()
-    checks.append(
-        Check(
+            share(longer & ~white_box),
+            f"APGD-CE with {2 * steps} steps fooled {{}} that white-box missed",
+        ),
+        check(
             "accuracy falls to about 0 at a large epsilon",
-            left <= TOLERANCE,
-            f"PGD at epsilon {LARGE_EPSILON:g} leaves {left:.1%}",
-        )
-    )
-    square = beyond_white_box(fooled["Square"])
-    checks.append(
-        Check(
+            robust_under(unbounded).float().mean().item(),
+            f"PGD at epsilon {LARGE_EPSILON:g} leaves {{}}",
+        ),
+        check(
             "the score-only attack does no better",
-            square <= TOLERANCE,
-            f"Square fooled {square:.1%} that every white-box attack missed",
-        )
-    )
+            share(fooled["Square"] & ~white_box),
+            "Square fooled {} that every white-box attack missed",
+        ),
+    ]
     if undefended is not None:
-        made_there = PGD(undefended, epsilon, budget.steps, targeted=False, seed=budget.seed)
-        x_transfer = made_there(x_right, y_right).adversarial
-        with torch.inference_mode():
-            transferred = (model(x_transfer).argmax(1) != y_right).cpu()
-        transfer = beyond_white_box(transferred)
+        made_there = PGD(undefended, epsilon, steps, targeted=False, seed=seed)(x, y)
+        transferred = misclassified(model, made_there.adversarial, y)
         checks.append(
-            Check(
+            check(
                 "transfer from the undefended model does no better",
-                transfer <= TOLERANCE,
-                f"PGD examples made on it fooled {transfer:.1%} that white-box missed",
+                share(transferred & ~white_box),
+                "PGD examples made on it fooled {} that white-box missed",
             )
         )
-    with torch.inference_mode():
-        noise = random_signs(x_right, epsilon, budget.seed)
-        noisy = (model(noise).argmax(1) != y_right).cpu()
-    random = beyond_white_box(noisy)
     checks.append(
-        Check(
+        check(
             "random noise does no better",
-            random <= TOLERANCE,
-            f"random signs fooled {random:.1%} that white-box missed",
+            share(noisy & ~white_box),
+            "random signs fooled {} that white-box missed",
         )
     )
-    checks.append(gradient_check(model, x_right, y_right))
+    checks.append(gradient_check(model, x, y))
 
     robust = {name: robust_under(f) for name, f in fooled.items()}
     auto = worst_case(fooled["APGD-CE"], fooled["APGD-T (DLR)"], fooled["Square"])
     robust["AutoAttack, worst case"] = robust_under(auto)
     robust["every attack, worst case"] = robust_under(worst_case(auto, white_box, noisy))
     return Audit(epsilon, n, clean, robust, checks)
+
+
+def check(name, share, measured):
+    """A check that passes when `share` (of all the examples) is at most TOLERANCE;
+    measured: what was measured, with {} for the share."""
+    return Check(name, share <= TOLERANCE, measured.format(f"{share:.1%}"))
+
+
+def misclassified(model, x, y):
+    """(N,) bool on the CPU: the model's class is not y."""
+    with torch.inference_mode():
+        return (model(x).argmax(1) != y).cpu()
 
 
 def gradient_check(model, x, y):

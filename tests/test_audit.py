@@ -13,6 +13,8 @@ from adversarial.training import goodfellow_loss
 BUDGET = Budget(steps=30, target_classes=2, queries=100)
 EXAMPLES = 120  # of the 360 held-out digits: enough for 2% to be a few digits
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -24,12 +26,7 @@ def trained(tmp_path_factory):
             model, x_train[batch], y_train[batch], 0.2
         ),
     }
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: one thread is faster, as in step 7
-    try:
-        models = digits.train_models(losses, x_train, epochs=4, seed=0)
-    finally:
-        torch.set_num_threads(threads)
+    models = digits.train_models(losses, x_train, epochs=4, seed=0)
     folder = tmp_path_factory.mktemp("digits")
     files = {}
     for name, model in models.items():

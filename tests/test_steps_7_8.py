@@ -16,13 +16,7 @@ EPSILON = 0.2
 SEED = 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """As the scripts do: tiny batches run much faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
