@@ -31,6 +31,8 @@ demo: $(VENV)/.installed
 	$(PY) step_9_transfer.py outputs/adversarial.png
 	$(PY) step_7_adversarial_training.py
 	$(PY) step_8_virtual_adversarial_training.py
+	$(PY) step_10_query.py $(IMAGE) --epsilon 8/255
+	$(PY) step_11_audit.py --decoy outputs/digits_standard.pth
 	@echo "Done: compare the pictures in outputs/ (start with outputs/comparison.png)."
 
 lint: $(VENV)/.installed-dev
