@@ -3,10 +3,13 @@ gradients vanish and on a defense autograd cannot see through, and step 11's mod
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import assert_clean_error, call, succeeded
+from torch import nn
 
 import step_11_audit
 from adversarial import digits
+from adversarial.attacks import LinfBall
 from adversarial.audit import Budget, SaturatedLogits, ZeroGradient, audit, worst_case
 from adversarial.training import goodfellow_loss
 
@@ -101,6 +104,53 @@ def test_a_defense_autograd_cannot_see_through_fails_the_checks(trained):
         "accuracy falls to about 0 at a large epsilon",
         "the score-only attack does no better",
     } <= failed(result)
+
+
+class GradientAtCleanOnly(nn.Module):
+    """The model, with a gradient only at the clean images themselves: FGSM, which starts
+    there, sees it; PGD and APGD, which start at random points, see zero."""
+
+    def __init__(self, model, clean):
+        super().__init__()
+        self.model, self.clean = model, clean
+
+    def forward(self, x):
+        at_clean = (x[:, None] == self.clean[None]).flatten(2).all(2).any(1)
+        gate = at_clean.float().view(-1, 1, 1, 1)
+        return self.model(x.detach() + (x - x.detach()) * gate)
+
+
+class FooledAtTheCornersOnly(nn.Module):
+    """The model, except that an image with every pixel at a corner of the epsilon ball
+    of a clean image (as random signs and Square make them) is called another class."""
+
+    def __init__(self, model, clean, epsilon):
+        super().__init__()
+        self.model = model
+        ball = LinfBall(clean, epsilon)
+        self.lowest, self.highest = ball.lowest, ball.highest
+
+    def forward(self, x):
+        logits = self.model(x)
+        corner = (x[:, None] == self.lowest[None]) | (x[:, None] == self.highest[None])
+        cornered = corner.flatten(2).all(2).any(1)
+        wrong = F.one_hot((logits.argmax(1) + 1) % logits.shape[1], logits.shape[1])
+        return logits + 100 * cornered[:, None] * wrong
+
+
+def test_each_check_fails_on_a_model_built_to_fail_it(trained):
+    models, _, x, y = trained
+    standard = models["standard"]
+    gated = audit(GradientAtCleanOnly(standard, x), x, y, 0.2, BUDGET)
+    assert "iterative attacks beat one step" in failed(gated)
+    hidden = ZeroGradient(standard, lambda images: images)
+    assert "transfer from the undefended model does no better" in failed(
+        audit(hidden, x, y, 0.2, BUDGET, undefended=standard)
+    )
+    corners = ZeroGradient(FooledAtTheCornersOnly(standard, x, 0.2), lambda images: images)
+    assert {"random noise does no better", "the score-only attack does no better"} <= failed(
+        audit(corners, x, y, 0.2, BUDGET)
+    )
 
 
 def test_step_11_on_the_digits_and_the_decoy(trained):
