@@ -45,7 +45,12 @@ def parse_args(argv):
         "--queries", type=cli.int_in(1, 100_000), default=1000, help="per image (default 1000)"
     )
     parser.add_argument("--p-init", type=cli.share, help="the first square's share of the image")
-    parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=0)
+    parser.add_argument(
+        "--seed",
+        type=cli.int_in(0, 2**32 - 1),
+        default=0,
+        help="Square's draws; --digits: the split",
+    )
     parser.add_argument(
         "--sweep", action="store_true", help="success against queries over labelled photos"
     )
@@ -144,6 +149,8 @@ def sweep(args):
     x = torch.cat([sample_photo(name) for name in args.photos]).to(device)
     labels = torch.tensor([true_class(name) for name in args.photos], device=device)
     judged = predict(model, x).argmax(1).to(device) == labels  # only these can be fooled
+    if not judged.any():
+        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
     query, queries = model_query(model), args.queries
     results = {}
     for epsilon in args.epsilons:

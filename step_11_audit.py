@@ -112,11 +112,13 @@ def audit_jpeg(args):
         seed=args.seed,
     )
     title = f"{model.name} behind JPEG {args.quality}"
+    with torch.inference_mode():
+        right = defended(x).argmax(1) == y
+    if not right.any():
+        raise UserError(f"{title} classifies none of the photos right: nothing to audit")
     report(audit(defended, x, y, epsilon, budget, undefended=model), title)
 
     bpda = PGD(model, epsilon, budget.steps, targeted=False, defenses=[squeeze], seed=args.seed)
-    with torch.inference_mode():
-        right = defended(x).argmax(1) == y
     x_adversarial = bpda(x[right], y[right]).adversarial
     with torch.inference_mode():  # judged by the defended model itself, on the saved images
         standing = defended(x_adversarial).argmax(1) == y[right]

@@ -5,6 +5,8 @@ budget; `save_sweep` prints the table, saves the per-photo CSV, and draws the cu
 the paper's; `compare_on_digits` sets the Square Attack beside PGD on step 7's models.
 """
 
+import itertools
+import math
 import statistics
 
 import torch
@@ -60,15 +62,16 @@ def save_sweep(results, names, judged, budget, title, files):
     judged: (photos,) bool, the photos the model classifies right (the ones attacked)."""
     rows, csv_rows, curves = [], [], []
     budgets = [b for b in BUDGETS if b <= budget] or [budget]
-    for (epsilon, result), style in zip(results.items(), ("bo-", "go-", "ro-"), strict=False):
+    styles = itertools.cycle(("bo-", "go-", "ro-", "mo-", "co-", "yo-"))
+    for (epsilon, result), style in zip(results.items(), styles, strict=False):
         mean, median = query_figures(result)
         rows.append(
             [
                 f"{epsilon * 255:.4g}/255",
                 f"{int(epsilon * 255 + 1e-3)}",
                 f"{result.success.float().mean():.0%}",
-                f"{mean:.0f}",
-                f"{median:g}",
+                "-" if math.isnan(mean) else f"{mean:.0f}",
+                "-" if math.isnan(median) else f"{median:g}",
             ]
         )
         curves.append((f"epsilon {epsilon * 255:.4g}/255", success_curve(result, budgets), style))

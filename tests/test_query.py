@@ -127,3 +127,20 @@ def test_the_squares_shrink_on_the_papers_schedule(budget):
     assert square_share(0.05, int(60 * scale), budget) == 0.05 / 4
     assert square_share(0.05, int(8500 * scale), budget) == 0.05 / 512
     assert square_share(0.05, budget - 1, budget) == 0.05 / 512
+
+
+def test_the_first_square_covers_p_init_of_the_image():
+    # 16x16 images, p_init 0.25: the first square is 8x8 (the paper's first iteration).
+    model, x = small_model(), images(1)
+    recorder = Recorder(model)
+    unlikely = model(x).argmin(1)  # targeted at the least likely class: not reached at once
+    Square(recorder, 8 / 255, queries=3, p_init=0.25, targeted=True)(x, unlikely)
+    assert len(recorder.batches) == 3
+    stripes, first_square = recorder.batches[1], recorder.batches[2]
+    rows = (first_square != stripes).any(1).any(2)[0].nonzero()[:, 0]
+    assert rows.max() - rows.min() + 1 == 8  # the square spans 8 rows: every row it covers
+
+
+def test_an_epsilon_below_one_level_is_refused():
+    with pytest.raises(ValueError, match="one 8-bit level"):
+        Square(model_query(small_model()), 0.001)

@@ -4,16 +4,19 @@
                  and the DLR loss, which scaled logits cannot hide from
     gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon
     noise.py     the baseline: random signs of the same size
+    query.py     the Square Attack: score-only, given a function from images to
+                 probabilities (model_query), never the model
     shared.py    what every attack uses: the 8-bit image inside the epsilon ball, the
                  straight-through pass (BPDA), and the scoreboard of who is fooled
 
-Every attack takes any nn.Module on [0, 1] pixels that returns logits (or a list of them,
+Every other attack takes any nn.Module on [0, 1] pixels that returns logits (or a list of them,
 an ensemble) and returns an AttackResult judged on the image as it would be saved.
 """
 
 from adversarial.attacks.apgd import APGD, APGDTargeted
 from adversarial.attacks.gradient import FGSM, PGD, TutorialSGD
 from adversarial.attacks.noise import random_signs
+from adversarial.attacks.query import Square, model_query
 from adversarial.attacks.shared import (
     AttackResult,
     LinfBall,
@@ -29,8 +32,10 @@ __all__ = [
     "APGDTargeted",
     "AttackResult",
     "LinfBall",
+    "Square",
     "TutorialSGD",
     "attack_labels",
+    "model_query",
     "quantize",
     "random_signs",
     "straight_through",

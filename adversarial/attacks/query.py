@@ -53,6 +53,8 @@ class Square:
     """
 
     def __init__(self, query, epsilon, queries=1000, p_init=0.05, targeted=False, seed=0):
+        if epsilon * 255 < 1 - 1e-6:  # the ball's corners would be the image itself
+            raise ValueError(f"epsilon must be at least one 8-bit level (1/255), got {epsilon}")
         self.query = query
         self.epsilon = epsilon
         self.queries = queries
@@ -88,7 +90,10 @@ class Square:
             attacked = (~fooled).nonzero()[:, 0]  # only the images not yet fooled are asked
             if not len(attacked):
                 break
-            side = self.side(square_share(self.p_init, query_index, self.queries), x.shape)
+            # The paper's iteration i counts from 0 after the stripes, of a budget without
+            # the clean image's query: p_init for the first square.
+            share = square_share(self.p_init, query_index - 2, self.queries - 1)
+            side = self.side(share, x.shape)
             x_new = self.painted(x_best, attacked, ball, side, generator)
             p_new = self.ask(x_new, used, attacked)
             loss_new = self.loss(p_new, labels[attacked])
@@ -114,7 +119,8 @@ class Square:
         return self.query(x)
 
     def keep_scores(self, images, p_best, loss_best, fooled, best_probability, labels):
-        """Update the loss, verdict and best success probability of `images` from p_best."""
+        """In place: the loss, verdict and best success probability of `images`, from their
+        probabilities in p_best (the search's state, one row per image)."""
         loss_best[images] = self.loss(p_best[images], labels[images])
         fooled[images] = self.fooled(p_best[images], labels[images])
         success = self.success_probability(p_best[images], labels[images])

@@ -95,7 +95,7 @@ def mean_cross_entropy(logits, labels):
 class AttackResult:
     adversarial: torch.Tensor  # (N, C, H, W) as saved: on the 8-bit grid, within epsilon of x
     success: torch.Tensor  # (N,) bool: every model and view classifies it as wanted
-    steps: torch.Tensor  # (N,) gradient steps taken until success (or the budget)
+    steps: torch.Tensor  # (N,) gradient steps (a query attack: queries) until success or budget
     probabilities: torch.Tensor  # (N, classes) for the adversarial image (first model, as saved)
     best_probability: torch.Tensor  # (N,) best probability of success reached on the way
     views_fooled: torch.Tensor  # (models x views, N) bool: which model and view was fooled
