@@ -129,3 +129,18 @@ def test_the_step_reproduces_its_table_from_its_own_models(tmp_path):
     code, again, err = call(step12, *tiny, "--models", *weights, "--output-dir", tmp_path / "b")
     assert code == 0, err
     assert again.replace("/b", "/a") == out  # same seed, same models: the same table
+
+
+def test_one_weights_file_per_sigma(tmp_path):
+    code, _, err = call(step12, "--models", tmp_path / "a.pth", "--output-dir", tmp_path)
+    assert code != 0 and "give one file per sigma (3)" in err and "Traceback" not in err
+
+
+def test_a_network_never_trained_on_noise_loses_its_photos():
+    code, out, err = call(step12, "--imagenet", "--sigmas", "0.5", "--copies", "1")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "efficientnet_lite0 on the 20 labelled photos, 1 noisy copies each"
+    clean, noisy = lines[2].split(), lines[3].split()
+    assert clean[:2] == ["0", "(clean)"] and noisy[0] == "0.5"
+    assert int(noisy[1].removesuffix("%")) < int(clean[2].removesuffix("%")) - 40
