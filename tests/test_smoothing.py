@@ -65,6 +65,8 @@ def test_too_few_samples_always_abstain():
     label, radius = smoothing.certify(Constant(), x, SIGMA, 10, 10, 0.001)
     assert label == 3 and radius == pytest.approx(smoothing.radius_ceiling(SIGMA, 10, 0.001))
     assert radius < 0.00075
+    assert smoothing.predict(Constant(), x, SIGMA, 20, 0.001) == 3  # 20 of 20: p = 2e-6
+    assert smoothing.predict(Constant(), x, SIGMA, 9, 0.001) == smoothing.ABSTAIN  # p = 0.004
     # Cohen et al.'s ImageNet setting: N = 100,000, alpha 0.001: 3.81 sigma at most.
     assert smoothing.radius_ceiling(1.0, 100_000, 0.001) == pytest.approx(3.8115, abs=1e-4)
 
