@@ -96,6 +96,18 @@ def clean_loss(x, y):
     return lambda model, batch: F.cross_entropy(model(x[batch]), y[batch])
 
 
+def noisy_loss(x, y, sigma):
+    """Gaussian noise augmentation (Cohen et al.'s base classifiers): each digit of each
+    batch gets fresh noise of standard deviation sigma, in [0, 1] pixel space, before the
+    model's own normalisation; no clamping, as at certification."""
+
+    def loss(model, batch):
+        clean = x[batch]
+        return F.cross_entropy(model(clean + torch.randn_like(clean) * sigma), y[batch])
+
+    return loss
+
+
 def accuracy(model, x, y):
     with torch.inference_mode():
         return (model(x).argmax(1) == y).float().mean().item()

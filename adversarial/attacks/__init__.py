@@ -2,7 +2,8 @@
 
     apgd.py      Auto-PGD (APGD, APGDTargeted): PGD with a step size halved on schedule,
                  and the DLR loss, which scaled logits cannot hide from
-    gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon
+    gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon;
+                 PGDL2, the same in an L2 ball
     noise.py     the baseline: random signs of the same size
     query.py     the Square Attack: score-only, given a function from images to
                  probabilities (model_query), never the model
@@ -14,11 +15,12 @@ an ensemble) and returns an AttackResult judged on the image as it would be save
 """
 
 from adversarial.attacks.apgd import APGD, APGDTargeted
-from adversarial.attacks.gradient import FGSM, PGD, TutorialSGD
+from adversarial.attacks.gradient import FGSM, PGD, PGDL2, TutorialSGD
 from adversarial.attacks.noise import random_signs
 from adversarial.attacks.query import Square, model_query
 from adversarial.attacks.shared import (
     AttackResult,
+    L2Ball,
     LinfBall,
     attack_labels,
     quantize,
@@ -29,8 +31,10 @@ __all__ = [
     "APGD",
     "FGSM",
     "PGD",
+    "PGDL2",
     "APGDTargeted",
     "AttackResult",
+    "L2Ball",
     "LinfBall",
     "Square",
     "TutorialSGD",

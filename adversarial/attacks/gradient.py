@@ -1,4 +1,5 @@
-"""White-box L-inf attacks that follow the gradient: the tutorial's SGD, FGSM and PGD.
+"""White-box attacks that follow the gradient: the tutorial's SGD, FGSM and PGD (L-inf),
+and PGDL2 (L2).
 
 Each attack's __call__ is the whole algorithm, top to bottom, with the papers' names;
 what they share (the ball, the 8-bit rounding, the score) lives in shared.py.
@@ -11,6 +12,7 @@ when every member is (Liu et al. 2017: examples made on an ensemble transfer bet
 import torch
 
 from adversarial.attacks.shared import (
+    L2Ball,
     LinfBall,
     Scoreboard,
     mean_cross_entropy,
@@ -139,3 +141,43 @@ class FGSM(PGD):
 
     def __init__(self, model, epsilon, **options):
         super().__init__(model, epsilon, steps=1, step_size=epsilon, random_start=False, **options)
+
+
+class PGDL2(Attack):
+    """PGD in the L2 ball (Madry et al. 2018; Salman et al. 2019 against smoothed models):
+    steps of `step_size` (default epsilon / 4) along the gradient divided by its L2 norm,
+    each projected back into the ball of radius epsilon and onto [0, 1]. Starts at the image.
+
+    Against a smoothed classifier, give it SmoothedSoftmax(model, sigma, m): each forward
+    pass draws m fresh noise samples, so the loss is the cross-entropy of their mean
+    softmax (an estimate of the expectation over the noise, Salman et al.'s SmoothAdv).
+    """
+
+    def __init__(self, model, epsilon, steps=20, step_size=None, **options):
+        super().__init__(model, epsilon, steps, **options)
+        self.step_size = epsilon / 4 if step_size is None else step_size
+
+    def start(self, x, labels):
+        x, labels, _, score = super().start(x, labels)
+        return x, labels, L2Ball(x, self.epsilon), score
+
+    def __call__(self, x, labels):
+        x, labels, ball, score = self.start(x, labels)
+        delta = torch.zeros_like(x)
+        for step in range(self.steps):
+            delta.requires_grad_(True)
+            x_saved = straight_through(x + delta, ball.saved)  # the image as its PNG holds it
+            logits = self.logits(x_saved)
+            cross_entropy = mean_cross_entropy(logits, labels)  # (N,): to the labels
+            if score.record(step, x_saved, logits, cross_entropy):
+                return score.result()  # every image fooled
+            # Towards the target: lower its cross-entropy; away from a class: raise it.
+            loss = cross_entropy if self.targeted else -cross_entropy
+            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            with torch.no_grad():
+                norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+                direction = grad / norms.view(-1, *[1] * (grad.dim() - 1))
+                delta = ball.project(delta - self.step_size * direction)
+        with torch.no_grad():
+            x_final = ball.saved(x + delta)
+            return score.verdict(x_final, self.logits(x_final))

@@ -44,6 +44,31 @@ class LinfBall:
         return quantize(x_adversarial).clamp_(self.lowest, self.highest)
 
 
+class L2Ball:
+    """The images an L2 attack on x may produce: within L2 distance epsilon of x (each image
+    on its own), pixels in [0, 1]. x must be on the 8-bit grid.
+
+    `saved` rounds every pixel's change toward zero, in whole 8-bit levels: no |delta_i|
+    grows, so the L2 norm cannot, and the saved file is still inside the ball (rounding to
+    the nearest level could leave it).
+    """
+
+    def __init__(self, x, epsilon):
+        self.x, self.epsilon = x, epsilon
+
+    def project(self, delta):
+        """delta scaled back onto the ball where it is outside, then x + delta clamped to a
+        valid image (which only shrinks |delta_i|); returns the new delta."""
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (delta.dim() - 1))
+        delta = delta * (self.epsilon / norms).clamp(max=1)
+        return (self.x + delta).clamp_(0, 1).sub_(self.x)
+
+    def saved(self, x_adversarial):
+        """What the PNG of x_adversarial holds: each change truncated to whole levels."""
+        levels = (x_adversarial * 255 - self.x * 255).trunc_()
+        return (self.x * 255).round_().add_(levels).clamp_(0, 255).div_(255)
+
+
 def attack_labels(original, target=None):
     """The labels an attack is given: the target for every image (targeted), or each
     image's own class, to move away from (untargeted, target None)."""

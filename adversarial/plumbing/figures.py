@@ -48,11 +48,12 @@ def comparison_writer(panels, title):
 
 def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="linear"):
     """Line plots side by side: panels is [(title, curves)], each curve (label, y values,
-    matplotlib style with a colour, e.g. "ro-") or (label, y values, style, baseline): a
-    baseline is drawn as a dotted horizontal line of the same colour (e.g. the value with
-    no defense). `mark` draws a dotted vertical line (label, x) in each; xscale "log" spaces
-    x logarithmically (e.g. queries, from 2 to 10,000). Returns
-    write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
+        matplotlib style with a colour, e.g. "ro-") or (label, y values, style, baseline): a
+        baseline is drawn as a dotted horizontal line of the same colour (e.g. the value with
+        no defense). `mark` draws a dotted vertical line (label, x) in each, or one per item of a
+    list of (label, x, colour); xscale "log" spaces
+        x logarithmically (e.g. queries, from 2 to 10,000). Returns
+        write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
     Figure = _matplotlib_figure()
     # The object-oriented API renders off-screen and never opens a window.
     figure = Figure(figsize=(6.4 * len(panels), 4), layout="constrained")
@@ -62,8 +63,9 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="lin
             (line,) = axes.plot(x_values, values, style, label=_literal(name))
             if baseline:
                 axes.axhline(float(baseline[0]), color=line.get_color(), linestyle=":")
-        if mark is not None:
-            axes.axvline(mark[1], color="grey", linestyle=":", label=mark[0])
+        marks = [] if mark is None else mark if isinstance(mark, list) else [(*mark, "grey")]
+        for label, x, color in marks:
+            axes.axvline(x, color=color, linestyle=":", label=label)
         axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=_literal(title))
         axes.set_xscale(xscale)
         axes.set_xticks(x_values, [f"{x:g}" for x in x_values])
