@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from adversarial.attacks import PGD
 from adversarial.attacks.query import Square, model_query
 from adversarial.models import load_model, pick_device, predict
 from adversarial.plumbing import cli
@@ -24,8 +23,6 @@ from adversarial.plumbing.outputs import linf_levels, plan_outputs, save_outputs
 from adversarial.plumbing.samples import (
     IMAGENET_PHOTOS,
     recorded_true_class,
-    sample_photo,
-    true_class,
 )
 
 # The paper's square sizes: 5% of the image at first on ImageNet, 80% on small digits
@@ -46,10 +43,7 @@ def parse_args(argv):
     )
     parser.add_argument("--p-init", type=cli.share, help="the first square's share of the image")
     parser.add_argument(
-        "--seed",
-        type=cli.int_in(0, 2**32 - 1),
-        default=0,
-        help="Square's draws; --digits: the split",
+        "--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="the draws, the digits' split"
     )
     parser.add_argument(
         "--sweep", action="store_true", help="success against queries over labelled photos"
@@ -71,10 +65,7 @@ def parse_args(argv):
         "--pgd-steps", type=cli.int_in(1, 1000), help="digits: 1..1000 (default: step 7's 20)"
     )
     parser.add_argument(
-        "--pgd-restarts",
-        type=cli.int_in(1, 100),
-        default=1,
-        help="digits: a digit is lost when any run fools it, 1..100 (default 1)",
+        "--pgd-restarts", type=cli.int_in(1, 100), default=1, help="digits: PGD's runs, 1..100"
     )
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/query"))
     cli.add_model_arguments(parser)
@@ -112,18 +103,15 @@ def attack_one(args):
             "nothing to attack"
         )
     labels = torch.tensor([original if target is None else target])
-    p_init = args.p_init or P_INIT["imagenet targeted" if target is not None else "imagenet"]
-    queries = args.queries
+    targeted = target is not None
+    p_init = args.p_init or P_INIT["imagenet targeted" if targeted else "imagenet"]
     # The attack is given the model's answers and nothing else.
-    query = model_query(model)
-    square = Square(
-        query, args.epsilon, queries, p_init, targeted=target is not None, seed=args.seed
-    )
+    square = Square(model_query(model), args.epsilon, args.queries, p_init, targeted, args.seed)
     result = square(x.to(device), labels.to(device))
     if not result.success[0]:
-        wanted = label(target) if target is not None else f"anything but {label(labels[0])}"
+        wanted = label(target) if targeted else f"anything but {label(original)}"
         raise AttackFailed(
-            f"no adversarial image within {queries} queries at epsilon "
+            f"no adversarial image within {args.queries} queries at epsilon "
             f"{args.epsilon * 255:.3g}/255 "
             f"(best probability of {wanted}: {result.best_probability[0]:.3f}); "
             "try more --queries or a larger --epsilon"
@@ -140,50 +128,32 @@ def attack_one(args):
 
 def sweep(args):
     """Untargeted, every epsilon, over the photos the model classifies right."""
-    from adversarial.query_budget import save_sweep
+    from adversarial.query_budget import save_sweep, sweep_photos
 
     files = [args.output_dir / "square.png", args.output_dir / "square.csv"]
     check_outputs(files, [args.weights])
-    device = pick_device(args.device)
-    model = load_model(args.model, args.weights, device)
-    x = torch.cat([sample_photo(name) for name in args.photos]).to(device)
-    labels = torch.tensor([true_class(name) for name in args.photos], device=device)
-    judged = predict(model, x).argmax(1).to(device) == labels  # only these can be fooled
-    if not judged.any():
-        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
-    query, queries = model_query(model), args.queries
-    results = {}
-    for epsilon in args.epsilons:
-        square = Square(query, epsilon, queries, args.p_init or P_INIT["imagenet"], seed=args.seed)
-        results[epsilon] = square(x[judged], labels[judged])
-    save_sweep(results, args.photos, judged.cpu(), queries, model.name, files)
+    model = load_model(args.model, args.weights, pick_device(args.device))
+    p_init = args.p_init or P_INIT["imagenet"]
+    results, judged = sweep_photos(
+        model, args.photos, args.epsilons, args.queries, p_init, args.seed
+    )
+    save_sweep(results, args.photos, judged, args.queries, model.name, files)
 
 
 def on_digits(args):
     """Step 7's models on their held-out digits: PGD (white-box) beside Square."""
     from adversarial import digits
-    from adversarial.plumbing.weights import load_state_dict
     from adversarial.query_budget import compare_on_digits
 
-    models = {}
-    for path in args.digits:
-        model = digits.build_model()
-        load_state_dict(model, path, "step 7's digits CNN")
-        models[path.stem.removeprefix("digits_")] = model.requires_grad_(False)
+    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     torch.manual_seed(args.seed)  # PGD's random starts
-    p_init, queries = args.p_init or P_INIT["digits"], args.queries
     steps = args.pgd_steps or digits.EVAL_PGD_STEPS
-    print(f"PGD: {steps} steps of epsilon/4; Square: {queries} queries, p_init {p_init}")
-
-    def make_pgd(model, epsilon):
-        return PGD(model, epsilon, steps, targeted=False)
-
-    def make_square(model, epsilon):
-        return Square(model_query(model), epsilon, queries, p_init, seed=args.seed)
-
-    epsilons = args.digits_epsilons
-    compare_on_digits(models, x_test, y_test, epsilons, make_pgd, make_square, args.pgd_restarts)
+    p_init = args.p_init or P_INIT["digits"]
+    print(f"PGD: {steps} steps of epsilon/4; Square: {args.queries} queries, p_init {p_init}")
+    pgd = {"steps": steps, "restarts": args.pgd_restarts}
+    square = {"queries": args.queries, "p_init": p_init, "seed": args.seed}
+    compare_on_digits(models, x_test, y_test, args.digits_epsilons, pgd, square)
 
 
 if __name__ == "__main__":

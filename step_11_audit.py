@@ -55,22 +55,13 @@ def main(argv=None):
     audit_digits(args)
 
 
-def load_digits_model(path):
-    from adversarial import digits
-    from adversarial.plumbing.weights import load_state_dict
-
-    model = digits.build_model()
-    load_state_dict(model, path, "step 7's digits CNN")
-    return model.requires_grad_(False)
-
-
 def audit_digits(args):
     """A step 7 model (or the decoy made of one) on its held-out digits."""
     from adversarial import digits
     from adversarial.audit import Budget, SaturatedLogits, audit, report
 
-    model = load_digits_model(args.digits or args.decoy)
-    undefended = load_digits_model(args.undefended) if args.undefended else None
+    model = digits.load_trained(args.digits or args.decoy)
+    undefended = digits.load_trained(args.undefended) if args.undefended else None
     title = f"{(args.digits or args.decoy).name}"
     if args.decoy:  # its logits times 10,000: the same classes, no usable gradient
         model, undefended = SaturatedLogits(model), model

@@ -101,15 +101,11 @@ def main(argv=None):
 def load_or_train(args, names, weights, x_train, y_train):
     """{sigma: base classifier}: read from --models, or trained with noise and saved."""
     from adversarial.plumbing.files import write_all
-    from adversarial.plumbing.weights import load_state_dict
 
     if args.models:
-        models = {}
-        for sigma, path in zip(names, args.models, strict=True):
-            model = digits.build_model()
-            load_state_dict(model, path, "step 12's digits CNN")
-            models[sigma] = model.requires_grad_(False)
-        return models
+        return {
+            sigma: digits.load_trained(path) for sigma, path in zip(names, args.models, strict=True)
+        }
     losses = {names[sigma]: digits.noisy_loss(x_train, y_train, sigma) for sigma in names}
     trained = digits.train_models(losses, x_train, args.epochs, args.seed)
     write_all(

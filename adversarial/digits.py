@@ -55,6 +55,16 @@ def build_model(mean=0.0, std=1.0):
     return Classifier(net, mean=(mean,), std=(std,), name="digits_cnn")
 
 
+def load_trained(path):
+    """A digits CNN saved by steps 7, 8 or 12 (its state_dict, normalisation included),
+    read with the project's checks, frozen."""
+    from adversarial.plumbing.weights import load_state_dict
+
+    model = build_model()
+    load_state_dict(model, path, "a digits CNN (steps 7, 8, 12)")
+    return model.requires_grad_(False)
+
+
 def make_attack(method, model, epsilon):
     """The evaluation attacks, untargeted: labels are the true classes, to move away from.
     PGD takes 20 steps of epsilon/4 from a random start; each digit counts as lost from

@@ -11,8 +11,12 @@ import statistics
 
 import torch
 
+from adversarial.attacks import PGD, Square, model_query
+from adversarial.models import device_of, predict
+from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
+from adversarial.plumbing.samples import sample_photo, true_class
 from adversarial.plumbing.tables import csv_writer, print_table
 
 # The budgets at which the curves are read (queries per image, the image itself included).
@@ -55,6 +59,24 @@ def query_figures(result):
     if not queries:
         return float("nan"), float("nan")
     return statistics.mean(queries), statistics.median(queries)
+
+
+def sweep_photos(model, names, epsilons, queries, p_init, seed):
+    """Square, untargeted, at every epsilon, on the labelled photos `names` that the model
+    classifies right (only these can be fooled): ({epsilon: AttackResult}, (photos,) bool
+    judged)."""
+    device = device_of(model)
+    x = torch.cat([sample_photo(name) for name in names]).to(device)
+    labels = torch.tensor([true_class(name) for name in names], device=device)
+    judged = predict(model, x).argmax(1).to(device) == labels
+    if not judged.any():
+        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
+    query = model_query(model)
+    results = {
+        epsilon: Square(query, epsilon, queries, p_init, seed=seed)(x[judged], labels[judged])
+        for epsilon in epsilons
+    }
+    return results, judged.cpu()
 
 
 def save_sweep(results, names, judged, budget, title, files):
@@ -103,10 +125,12 @@ def save_sweep(results, names, judged, budget, title, files):
     print(f"Saved {png.name} and {csv.name} in {png.parent}")
 
 
-def compare_on_digits(models, x, y, epsilons, make_pgd, make_square, restarts=1):
+def compare_on_digits(models, x, y, epsilons, pgd, square):
     """Accuracy of each digits model under PGD (white-box; a digit counts as lost when any
-    of `restarts` runs fools it) and under Square (score-only), and where Square does
-    better: a warning sign of gradient masking. make_pgd(model, epsilon) -> attack."""
+    of its restarts fools it) and under Square (score-only), and where Square does
+    better: a warning sign of gradient masking. pgd: {"steps", "restarts"}; square:
+    {"queries", "p_init", "seed"}, Square's settings."""
+    restarts = pgd["restarts"]
     rows, warnings = [], []
     pgd_name = "PGD" if restarts == 1 else f"PGD x{restarts}"
     for epsilon in epsilons:
@@ -114,13 +138,14 @@ def compare_on_digits(models, x, y, epsilons, make_pgd, make_square, restarts=1)
         for name, model in models.items():
             fooled = torch.zeros(len(y), dtype=torch.bool)
             for _ in range(restarts):  # each run from its own random start
-                fooled |= make_pgd(model, epsilon)(x, y).success
-            pgd = 1 - fooled.float().mean().item()
-            square = 1 - make_square(model, epsilon)(x, y).success.float().mean().item()
-            row += [f"{pgd:.1%}", f"{square:.1%}"]
-            if square < pgd:
+                fooled |= PGD(model, epsilon, pgd["steps"], targeted=False)(x, y).success
+            white_box = 1 - fooled.float().mean().item()
+            attack = Square(model_query(model), epsilon, **square)
+            score_only = 1 - attack(x, y).success.float().mean().item()
+            row += [f"{white_box:.1%}", f"{score_only:.1%}"]
+            if score_only < white_box:
                 warnings.append(
-                    f"{name} at {epsilon:g}: Square {square:.1%} < {pgd_name} {pgd:.1%}"
+                    f"{name} at {epsilon:g}: Square {score_only:.1%} < {pgd_name} {white_box:.1%}"
                 )
         rows.append(row)
     columns = [f"{name} vs {attack}" for name in models for attack in (pgd_name, "Square")]
