@@ -86,6 +86,14 @@ def tutorial_file(name):
 
 
 @pytest.fixture(scope="module")
+def data():
+    """Steps 7 and 8's digits, split with seed 0: (x_train, y_train, x_test, y_test)."""
+    from adversarial import digits
+
+    return digits.load_data(0)
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """As steps 7 and 8 do: tiny batches run much faster on one thread than on two busy
     ones. A module that trains digits models uses it for all its tests."""

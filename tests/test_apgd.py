@@ -20,11 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return digits.load_data(SEED)
-
-
-@pytest.fixture(scope="module")
 def standard(data):
     """Step 7's standard model, 3 epochs on clean digits: about 96% of held-out digits."""
     x_train, y_train, _, _ = data

@@ -31,11 +31,6 @@ class Constant(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def data():
-    return digits.load_data(SEED)
-
-
-@pytest.fixture(scope="module")
 def model(data):
     x_train, y_train, _, _ = data
     losses = {"noise": digits.noisy_loss(x_train, y_train, SIGMA)}

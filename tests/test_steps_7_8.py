@@ -20,11 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return digits.load_data(SEED)
-
-
-@pytest.fixture(scope="module")
 def results(data):
     x_train, y_train, x_test, y_test = data
     losses = {
