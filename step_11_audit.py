@@ -103,12 +103,10 @@ def audit_jpeg(args):
         seed=args.seed,
     )
     title = f"{model.name} behind JPEG {args.quality}"
-    with torch.inference_mode():
-        right = defended(x).argmax(1) == y
-    if not right.any():
-        raise UserError(f"{title} classifies none of the photos right: nothing to audit")
-    report(audit(defended, x, y, epsilon, budget, undefended=model), title)
+    result = audit(defended, x, y, epsilon, budget, undefended=model)
+    report(result, title)
 
+    right = result.clean.to(device)  # BPDA attacks the photos the defended model gets right
     bpda = PGD(model, epsilon, budget.steps, targeted=False, defenses=[squeeze], seed=args.seed)
     x_adversarial = bpda(x[right], y[right]).adversarial
     with torch.inference_mode():  # judged by the defended model itself, on the saved images

@@ -24,6 +24,7 @@ from torch import nn
 from adversarial.attacks import APGD, FGSM, PGD, APGDTargeted, random_signs
 from adversarial.attacks.query import Square, model_query
 from adversarial.models import device_of
+from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.tables import print_table
 
 # A check fails when what it measures exceeds this share of all the examples: what another
@@ -114,6 +115,8 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
     if undefended is not None:
         undefended = undefended.to(device)
     clean = misclassified(model, x, y).logical_not()
+    if not clean.any():
+        raise UserError("the model classifies none of the examples right: nothing to audit")
     right = clean.nonzero()[:, 0]  # only these can be fooled
     x, y = x[right], y[right]
     n = len(clean)

@@ -171,6 +171,8 @@ def test_step_11_on_the_digits_and_the_decoy(trained):
         ([], "one of the arguments --digits --jpeg --decoy is required"),
         (["--jpeg", "--undefended", "x.pth"], "--undefended is for --digits"),
         (["--digits", "missing.pth"], "missing.pth"),
+        # Lite0 takes imagenet_03 (a buckeye) for a custard apple: no example to audit.
+        (["--jpeg", "--photos", "imagenet_03", "--model", "efficientnet_lite0"], "none of the"),
     ],
 )
 def test_bad_arguments_are_one_line(args, message):
