@@ -1,0 +1,144 @@
+"""Step 13: how small can it be? No budget this time: minimal-perturbation attacks find the
+smallest change that fools the model, measured three ways (L2: its energy, L-inf: the
+largest change of one pixel, L0: how many pixels change), before and after saving as PNG.
+Then the scoreboard: every attack of the course on the same photo, side by side.
+
+--sweep: DeepFool's minimal L2 over the labelled photos, per model; --digits: step 7's
+models, standard against adversarially trained, in L2 and L-inf."""
+
+from adversarial.plumbing.script import run
+
+from pathlib import Path
+
+import torch
+
+from adversarial import how_small
+from adversarial.models import load_model, models_at_hand, pick_device, predict
+from adversarial.plumbing import cli
+from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.files import check_outputs, write_all
+from adversarial.plumbing.images import image_writer, load_image_tensor
+from adversarial.plumbing.labels import class_index, label
+from adversarial.plumbing.samples import IMAGENET_PHOTOS, recorded_true_class
+from adversarial.transfer import references
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(description=__doc__)
+    parser.add_argument("image", nargs="?", type=Path, help="the image to attack")
+    parser.add_argument("--target", default="1", help="class name or index (default: goldfish)")
+    parser.add_argument("--untargeted", action="store_true", help="any class but the image's")
+    parser.add_argument(
+        "--epsilon", type=cli.pixel_amount, default=2 / 255, help="budget attacks: 2/255"
+    )
+    parser.add_argument("--steps", type=cli.int_in(1, 10_000), default=30, help="SGD and PGD")
+    parser.add_argument("--queries", type=cli.int_in(1, 100_000), default=1000, help="Square")
+    parser.add_argument("--cw-searches", type=cli.int_in(1, 20), default=5, help="CW: c's")
+    parser.add_argument("--cw-steps", type=cli.int_in(1, 10_000), default=100, help="CW: per c")
+    parser.add_argument(
+        "--max-pixels", type=cli.int_in(1, 50_176), default=5000, help="the L0 attack's budget"
+    )
+    parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="PGD, Square")
+    parser.add_argument("--sweep", action="store_true", help="minimal L2 over labelled photos")
+    photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
+    parser.add_argument("--photos", type=photos, default=",".join(IMAGENET_PHOTOS), help="all 20")
+    parser.add_argument("--digits", type=Path, nargs="+", help="step 7's weights files")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/minimal"))
+    cli.add_model_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if (args.image is not None) + args.sweep + bool(args.digits) != 1:
+        raise UserError("give one image, or --sweep, or --digits WEIGHTS...")
+    if args.digits:
+        return on_digits(args)
+    if args.sweep:
+        return sweep(args)
+    attack_one(args)
+
+
+def settings_of(args):
+    return how_small.Settings(
+        args.epsilon,
+        args.steps,
+        args.queries,
+        args.cw_searches,
+        args.cw_steps,
+        args.max_pixels,
+        seed=args.seed,
+    )
+
+
+def attack_one(args):
+    """The minimal examples as the papers leave them and as saved; then the scoreboard."""
+    x = load_image_tensor(args.image)  # a bad file fails before the model loads
+    device = pick_device(args.device)
+    model = load_model(args.model, args.weights, device)
+    original = int(predict(model, x)[0].argmax())
+    target = None if args.untargeted else class_index(args.target)
+    known = recorded_true_class(args.image)  # step 1 records a labelled photo's class
+    if target == original:
+        raise UserError(f"{args.image} is already {label(target)}: pick another --target")
+    if target is None and known is not None and known != original:
+        raise UserError(f"{args.image} is {label(known)}, the model sees {label(original)}")
+    targeted, settings = target is not None, settings_of(args)
+    labels = torch.tensor([target if targeted else original])
+    minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)
+    every = {**how_small.budget_attacks(model, settings, targeted), **minimal}
+    files = {name: args.output_dir / f"{slug(name)}.png" for name in every}
+    csv_path = args.output_dir / "scoreboard.csv"
+    check_outputs([*files.values(), csv_path], [args.image, args.weights])
+    print(f"Target class: {label(target)}" if targeted else f"Class: {label(original)}")
+
+    # 1. As the papers run them: on floats, stopping just past the boundary. Saved as PNG,
+    # each pixel is rounded to the nearest level: does the example survive?
+    print("\nThe minimal attacks as the papers run them (on floats), and their PNGs:")
+    floats = how_small.minimal_attacks(model, settings, targeted, grid=False)
+    floats_runs = {name: how_small.run_attack(a, x, labels) for name, a in floats.items()}
+    how_small.rounding_table(model, x, labels, targeted, floats_runs)
+
+    # 2. Every attack, each iterate judged as its PNG would hold it; saved, reloaded, judged.
+    runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
+    write_all(
+        {files[name]: image_writer(run.adversarial, files[name]) for name, run in runs.items()}
+    )
+    saved = {name: load_image_tensor(files[name]) for name in every}
+    budget = f"within {args.epsilon * 255:.3g}/255"
+    goals = {name: budget if name not in minimal else "smallest" for name in every}
+    others = [name for name in models_at_hand(args.weights) if name != model.name]
+    models = [model, *(load_model(name, device=device) for name in others)]
+    reference = references(models, x, [known])
+    print(f"\nThe scoreboard: every attack's saved PNG ({args.output_dir}/), on {model.name}:")
+    how_small.scoreboard(x, saved, runs, goals, models, reference, target, csv_path)
+
+
+def slug(name):
+    """'DeepFool L-inf' -> 'deepfool_l-inf': the attack's PNG file name."""
+    return name.lower().replace(" ", "_").replace("(", "").replace(")", "")
+
+
+def sweep(args):
+    """DeepFool's minimal L2 on the grid, per model, over the labelled photos."""
+    csv_path = args.output_dir / "minimal_l2.csv"
+    check_outputs([csv_path], [args.weights])
+    device = pick_device(args.device)
+    names = models_at_hand(args.weights)
+    models = [
+        load_model(name, args.weights if name == "resnet18" else None, device) for name in names
+    ]
+    how_small.minimal_l2_over_photos(models, args.photos, csv_path)
+
+
+def on_digits(args):
+    """Step 7's models on their held-out digits: the smallest L2 and L-inf found."""
+    from adversarial import digits
+
+    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
+    _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
+    how_small.compare_on_digits(models, x_test, y_test, settings_of(args))
+
+
+if __name__ == "__main__":
+    run(main)
