@@ -11,7 +11,7 @@ it gets wrong is printed; torchattacks' DeepFool would return them unchanged).
 Every output is judged here with `fools`, never by the attack's own flag: as floats, and
 once rounded to the 8-bit grid, as a PNG holds it; the median L2 (`sizes`) over the
 digits each fooled, and over those every implementation of that attack fooled; and the
-batch's wall time. Not part of the test suite.
+batch's wall time, after a warm-up run of each on 8 digits. Not part of the test suite.
 
     python bench/minimal.py [--weights outputs/digits_standard.pth] [--threads 1]
 """
@@ -88,6 +88,8 @@ def main(argv=None):
         f"# {len(x_test)} held-out digits (seed {SEED}); {int((~right).sum())} already "
         f"misclassified, left out of every attack: {len(x)} attacked, in one batch"
     )
+    for _, _, function in attacks(model):  # warm-up: the first runs pay for allocations
+        function(x[:8], y[:8])
     results = []  # (attack, implementation, fooled, fooled once rounded, l2, l2 rounded, s)
     for attack, implementation, function in attacks(model):
         torch.manual_seed(SEED)

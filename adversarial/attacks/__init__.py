@@ -4,6 +4,8 @@
                  and the DLR loss, which scaled logits cannot hide from
     gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon;
                  PGDL2, the same in an L2 ball
+    minimal.py   no budget, the smallest change: DeepFool (L2, L-inf), CarliniWagnerL2,
+                 GreedyPixels (L0); sizes in L2, L-inf, L0 and rho
     noise.py     the baseline: random signs of the same size
     query.py     the Square Attack: score-only, given a function from images to
                  probabilities (model_query), never the model
@@ -16,6 +18,7 @@ an ensemble) and returns an AttackResult judged on the image as it would be save
 
 from adversarial.attacks.apgd import APGD, APGDTargeted
 from adversarial.attacks.gradient import FGSM, PGD, PGDL2, TutorialSGD
+from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels
 from adversarial.attacks.noise import random_signs
 from adversarial.attacks.query import Square, model_query
 from adversarial.attacks.shared import (
@@ -34,6 +37,9 @@ __all__ = [
     "PGDL2",
     "APGDTargeted",
     "AttackResult",
+    "CarliniWagnerL2",
+    "DeepFool",
+    "GreedyPixels",
     "L2Ball",
     "LinfBall",
     "Square",
