@@ -17,9 +17,10 @@ from adversarial.models import load_model, models_at_hand, pick_device, predict
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.files import check_outputs, write_all
-from adversarial.plumbing.images import image_writer, load_image_tensor
+from adversarial.plumbing.images import checked_image_writer, load_image_tensor
 from adversarial.plumbing.labels import class_index, label
 from adversarial.plumbing.samples import IMAGENET_PHOTOS, recorded_true_class
+from adversarial.plumbing.tables import csv_writer
 from adversarial.transfer import references
 
 
@@ -99,19 +100,21 @@ def attack_one(args):
     floats_runs = {name: how_small.run_attack(a, x, labels) for name, a in floats.items()}
     how_small.rounding_table(model, x, labels, targeted, floats_runs)
 
-    # 2. Every attack, each iterate judged as its PNG would hold it; saved, reloaded, judged.
+    # 2. Every attack, each iterate judged as its PNG would hold it; the PNGs and the table
+    # written together, each PNG read back to check it holds exactly the image judged.
     runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
-    write_all(
-        {files[name]: image_writer(run.adversarial, files[name]) for name, run in runs.items()}
-    )
-    saved = {name: load_image_tensor(files[name]) for name in every}
     budget = f"within {args.epsilon * 255:.3g}/255"
     goals = {name: budget if name not in minimal else "smallest" for name in every}
     others = [name for name in models_at_hand(args.weights) if name != model.name]
     models = [model, *(load_model(name, device=device) for name in others)]
     reference = references(models, x, [known])
     print(f"\nThe scoreboard: every attack's saved PNG ({args.output_dir}/), on {model.name}:")
-    how_small.scoreboard(x, saved, runs, goals, models, reference, target, csv_path)
+    header, rows = how_small.scoreboard(x, runs, goals, models, reference, target)
+    pngs = {
+        files[name]: checked_image_writer(run.adversarial, files[name])
+        for name, run in runs.items()
+    }
+    write_all({**pngs, csv_path: csv_writer(header, rows)})
 
 
 def slug(name):

@@ -3,8 +3,8 @@
 `minimal_attacks` builds the minimal-perturbation attacks and `budget_attacks` every attack
 of the course with a budget epsilon; `run_attack` runs one and times it; `rounding_table`
 sets each minimal example as the papers leave it (floats) beside what its PNG keeps;
-`scoreboard` judges every attack's saved PNG, on the model and on the others, as a table
-and a CSV; `minimal_l2_over_photos` and `compare_on_digits` give the distributions.
+`scoreboard` judges every attack's 8-bit image, on the model and on the others, as a table
+(and the rows of its CSV); `minimal_l2_over_photos` and `compare_on_digits` give the distributions.
 """
 
 import math
@@ -127,24 +127,23 @@ def rounding_table(model, x, labels, targeted, floats_runs):
     print_table(header, rows)
 
 
-def scoreboard(x, saved, runs, goals, models, references, target, csv_path):
-    """One row per attack: does its saved PNG fool the model (the first of `models`), how
-    big is the change, at what cost, and does it fool each other model (step 9's judge:
-    the target, or no longer the photo's class; n/a where a model is wrong on the clean
-    photo). saved: name -> the PNG as reloaded; runs: name -> Run; goals: what each was
-    asked."""
+def scoreboard(x, runs, goals, models, references, target):
+    """One row per attack: does its image (on the 8-bit grid: what its PNG holds) fool the
+    model (the first of `models`), how big is the change, at what cost, and does it fool
+    each other model (step 9's judge: the target, or no longer the photo's class; n/a
+    where a model is wrong on the clean photo).
+    runs: name -> Run; goals: what each was asked. Printed; returns (header, rows)."""
     header = ["attack", "asked", "fools", "L2", "L-inf", "L0", "rho"]
     header += ["gradients", "queries", "seconds", *(short(model) for model in models[1:])]
     rows = []
-    for attack, image in saved.items():
-        verdicts = judge(models, image, references, target)
+    for attack, run in runs.items():
+        verdicts = judge(models, run.adversarial, references, target)
         cells = [yes_or_no(verdicts[model.name].share_fooled) for model in models]
-        run = runs[attack]
         cost = ["-", str(int(run.cost[0]))] if attack == "Square" else [str(int(run.cost[0])), "-"]
-        row = [attack, goals[attack], cells[0], *size_cells(x, image), *cost]
+        row = [attack, goals[attack], cells[0], *size_cells(x, run.adversarial), *cost]
         rows.append([*row, f"{run.seconds:.1f}", *cells[1:]])
     print_table(header, rows)
-    save_csv(csv_path, header, rows)
+    return header, rows
 
 
 def quartiles(values):

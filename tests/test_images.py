@@ -264,3 +264,14 @@ def test_moderately_wide_image_is_cropped_exactly_as_resize_then_crop(tmp_path):
     path = tmp_path / "wide.png"
     Image.fromarray(pixels).save(path)
     assert torch.equal(load_image_tensor(path), torchvision_crop(Image.fromarray(pixels)))
+
+
+def test_a_checked_png_that_would_not_hold_the_judged_pixels_is_refused(tmp_path):
+    from adversarial.plumbing.images import checked_image_writer
+
+    on_grid = torch.full((1, 3, 224, 224), 128 / 255)  # the crop every image is read at
+    checked_image_writer(on_grid, tmp_path / "ok.png")(tmp_path / "ok.png")
+    assert torch.equal(load_image_tensor(tmp_path / "ok.png"), on_grid)
+    off_grid = on_grid + 0.3 / 255  # a PNG rounds it back to 128
+    with pytest.raises(UserError, match="reloaded image differs from the judged one"):
+        checked_image_writer(off_grid, tmp_path / "off.png")(tmp_path / "off.png")

@@ -140,6 +140,14 @@ def test_greedy_pixels_changes_whole_pixels_to_0_or_1_within_its_budget():
     assert (model(result.adversarial).argmax(1)[result.success] != y[result.success]).all()
 
 
+def test_greedy_pixels_keeps_to_a_budget_that_steps_do_not_divide():
+    model, x = linear_model(scale=0.01), interior_images()  # too flat to fool in 5 pixels
+    y = model(x).argmax(1)
+    result = GreedyPixels(model, pixels_per_step=3, max_pixels=5)(x, y)
+    assert (sizes(x, result.adversarial).l0 == 5).all()  # 3, then the 2 left: never 6
+    assert not result.success.any()
+
+
 @pytest.mark.parametrize(
     "attack",
     [

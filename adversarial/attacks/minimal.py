@@ -222,7 +222,7 @@ class CarliniWagnerL2:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                gradients += 1  # the whole batch takes every step
+                gradients += ~already  # every image attacked takes every step
             lowest_success = torch.where(
                 succeeded, torch.minimum(lowest_success, c), lowest_success
             )
@@ -268,9 +268,13 @@ class GreedyPixels:
                 extreme = (grad < 0).to(x.dtype)  # up where raising a channel lowers the margin
                 gain = (grad * (x_adversarial - extreme)).sum(1, keepdim=True)
                 gain[changed] = -math.inf
-                top = gain.flatten(1).topk(self.pixels_per_step, dim=1).indices
-                picked = torch.zeros_like(changed.flatten(1)).scatter_(1, top, True)
-                picked = picked.view_as(changed) & active.view(-1, 1, 1, 1)
+                top = gain.flatten(1).topk(self.pixels_per_step, dim=1)
+                # The best untouched pixels, no more than the budget has room for.
+                room = self.max_pixels - changed.flatten(1).sum(1, keepdim=True)
+                rank = torch.arange(self.pixels_per_step, device=x.device)
+                within = (rank < room) & (top.values > -math.inf) & active[:, None]
+                picked = torch.zeros_like(changed.flatten(1)).scatter_(1, top.indices, within)
+                picked = picked.view_as(changed)
                 x_adversarial = torch.where(picked, extreme, x_adversarial)
                 changed |= picked
                 gradients += active

@@ -169,6 +169,18 @@ def image_writer(x, path, **save_options):
     return lambda tmp: image.save(tmp, format=image_format, **save_options)
 
 
+def checked_image_writer(x, path, **save_options):
+    """image_writer, then the file read back: it must hold exactly x, the pixels judged."""
+    save = image_writer(x, path, **save_options)
+
+    def write(tmp):
+        save(tmp)
+        if not torch.equal(load_image_tensor(tmp), x):
+            raise UserError(f"{path}: reloaded image differs from the judged one")
+
+    return write
+
+
 def save_image(x, path, **save_options):
     """Save pixels in [0, 1] as an 8-bit image (format from the suffix), atomically."""
     write_atomically(path, image_writer(x, path, **save_options))

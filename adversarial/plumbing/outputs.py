@@ -4,14 +4,13 @@ the comparison picture, planned and checked before any work, written all at once
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from PIL import Image, PngImagePlugin
 
 from adversarial.models import MODELS, device_of
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer
 from adversarial.plumbing.files import check_outputs, write_all
-from adversarial.plumbing.images import image_writer, load_image_tensor
+from adversarial.plumbing.images import checked_image_writer
 from adversarial.plumbing.labels import NUM_CLASSES, short_label
 from adversarial.plumbing.perturbations import perturbation_writer
 
@@ -83,14 +82,8 @@ def save_outputs(models, x, adversarial, clean, final, files, target, title):
     metadata.add_text("target", "" if target is None else str(target))
     metadata.add_text("original", str(int(clean.argmax())))
     model = models[0]
-    save_png = image_writer(adversarial, files["adversarial.png"], pnginfo=metadata)
-
-    def write_png(tmp):
-        save_png(tmp)
-        if not torch.equal(load_image_tensor(tmp), adversarial):  # the file must be what was judged
-            raise UserError(
-                f"{files['adversarial.png']}: reloaded image differs from the judged one"
-            )
+    # The file must be what was judged: read back when written.
+    write_png = checked_image_writer(adversarial, files["adversarial.png"], pnginfo=metadata)
 
     # The tutorial's r lives in the model's normalised space.
     device = device_of(model)
