@@ -23,22 +23,21 @@ from adversarial.plumbing.samples import IMAGENET_PHOTOS, recorded_true_class
 from adversarial.plumbing.tables import csv_writer
 from adversarial.transfer import references
 
+DEFAULTS = how_small.Settings()  # step 5's budget for SGD and PGD, step 10's for Square
+
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("image", nargs="?", type=Path, help="the image to attack")
     parser.add_argument("--target", default="1", help="class name or index (default: goldfish)")
     parser.add_argument("--untargeted", action="store_true", help="any class but the image's")
-    parser.add_argument(
-        "--epsilon", type=cli.pixel_amount, default=2 / 255, help="budget attacks: 2/255"
-    )
-    parser.add_argument("--steps", type=cli.int_in(1, 10_000), default=30, help="SGD and PGD")
-    parser.add_argument("--queries", type=cli.int_in(1, 100_000), default=1000, help="Square")
-    parser.add_argument("--cw-searches", type=cli.int_in(1, 20), default=5, help="CW: c's")
-    parser.add_argument("--cw-steps", type=cli.int_in(1, 10_000), default=100, help="CW: per c")
-    parser.add_argument(
-        "--max-pixels", type=cli.int_in(1, 50_176), default=5000, help="the L0 attack's budget"
-    )
+    budget = cli.int_in(1, 100_000)  # the defaults: how_small.Settings
+    parser.add_argument("--epsilon", type=cli.pixel_amount, default=DEFAULTS.epsilon, help="2/255")
+    parser.add_argument("--steps", type=budget, default=DEFAULTS.steps, help="SGD and PGD: 30")
+    parser.add_argument("--queries", type=budget, default=DEFAULTS.queries, help="Square: 1000")
+    parser.add_argument("--cw-searches", type=budget, default=DEFAULTS.cw_searches, help="CW: 5")
+    parser.add_argument("--cw-steps", type=budget, default=DEFAULTS.cw_steps, help="CW, per c: 100")
+    parser.add_argument("--max-pixels", type=budget, default=DEFAULTS.max_pixels, help="L0: 5000")
     parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="PGD, Square")
     parser.add_argument("--sweep", action="store_true", help="minimal L2 over labelled photos")
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
@@ -61,13 +60,13 @@ def main(argv=None):
 
 
 def settings_of(args):
-    return how_small.Settings(
-        args.epsilon,
-        args.steps,
-        args.queries,
-        args.cw_searches,
-        args.cw_steps,
-        args.max_pixels,
+    return DEFAULTS._replace(
+        epsilon=args.epsilon,
+        steps=args.steps,
+        queries=args.queries,
+        cw_searches=args.cw_searches,
+        cw_steps=args.cw_steps,
+        max_pixels=args.max_pixels,
         seed=args.seed,
     )
 
