@@ -39,8 +39,11 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The pages' commands run twice: as the machine is, and on one thread, another float path
+# (as another CPU would round): every claim of a page must hold on both.
 test: lint
 	$(VENV)/bin/pytest
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest tests/test_docs.py -k runs_as_printed
 
 $(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install --quiet -r requirements-bench.txt
