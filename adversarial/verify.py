@@ -152,10 +152,20 @@ def tightest_bounds(layers, lower, upper):
     return [(torch.maximum(l1, l2), torch.minimum(u1, u2)) for (l1, u1), (l2, u2) in pairs]
 
 
-def exact(network, x, label, epsilon, time_limit, bound_method=None):
-    """The MILP's answer for one digit x (1, 8, 8): is there an 8-bit image within epsilon
-    whose logit for some class j != label is at least the label's? One MILP per class j
-    that the bounds do not already rule out, until one finds such an image.
+class Program(NamedTuple):
+    """Tjeng et al.'s mixed-integer program for one digit (see `encode`)."""
+
+    margins: list  # per class j != label: (objective c, constant): margin_j = c v + constant
+    margins_lower: np.ndarray  # (9,) the bounds' lower bound of each margin
+    constraints: object  # scipy.optimize.LinearConstraint: the network, layer by layer
+    bounds: object  # scipy.optimize.Bounds of every variable
+    integrality: np.ndarray  # 1: integer (the input levels and the ReLUs' d), 0: real
+    others: list  # the class j of each margin
+
+
+def encode(network, x, label, epsilon, bound_method=None):
+    """The program whose feasible points are exactly the 8-bit images within epsilon of x
+    (1, 8, 8), with every neuron's value, and whose margins are linear in them.
 
     Variables: the 64 input levels k (integers, pixel = k / 255), then, per hidden layer,
     its pre-activations z, its outputs a and one binary d per ReLU (1: active). Tjeng et
@@ -166,9 +176,8 @@ def exact(network, x, label, epsilon, time_limit, bound_method=None):
     bound_method's: by default each neuron's tighter end of IBP's and CROWN's (as Tjeng
     et al. take the tighter of two methods); interval_bounds alone gives looser big-Ms,
     more unstable ReLUs and a slower MILP (bench/verify.py measures how much)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.optimize import Bounds, LinearConstraint
 
-    start = time.perf_counter()
     with torch.no_grad():  # in float64, as the solver computes
         layers, others = affine_layers(copy.deepcopy(network).double(), torch.tensor([label]))
         lower, upper = ball_box(x[None].double(), epsilon)
@@ -177,10 +186,8 @@ def exact(network, x, label, epsilon, time_limit, bound_method=None):
     bounds = [(lo[0].numpy(), up[0].numpy()) for lo, up in bounds]
 
     # Variable blocks: [k (64) | z1 a1 d1 | z2 a2 d2 | ...]
-    sizes = [64] + [3 * len(lo) for lo, _ in bounds[:-1]]
-    n = sum(sizes)
-    low, high = np.zeros(n), np.zeros(n)
-    integer = np.zeros(n)
+    n = 64 + sum(3 * len(lo) for lo, _ in bounds[:-1])
+    low, high, integer = np.zeros(n), np.zeros(n), np.zeros(n)
     low[:64], high[:64], integer[:64] = lower[0].numpy() * 255, upper[0].numpy() * 255, 1
     rows, right_low, right_high = [], [], []
 
@@ -212,23 +219,41 @@ def exact(network, x, label, epsilon, time_limit, bound_method=None):
         previous, previous_scale, offset = a, 1, offset + 3 * h
 
     W, b = layers[-1]  # the margins, (1, 9, h) and (1, 9)
-    margins_lower = bounds[-1][0]
-    with torch.no_grad():  # the classes nearest the label on the digit itself first
-        logits = network(x[None])[0, others[0]].numpy()
+    margins = []
+    for j in range(W.shape[1]):
+        objective = np.zeros(n)
+        objective[previous] = W[0, j]
+        margins.append((objective, b[0, j]))
+    network_rows = LinearConstraint(np.array(rows), right_low, right_high)
+    return Program(
+        margins, bounds[-1][0], network_rows, Bounds(low, high), integer, others[0].tolist()
+    )
+
+
+def exact(network, x, label, epsilon, time_limit, bound_method=None):
+    """The MILP's answer for one digit x (1, 8, 8): is there an 8-bit image within epsilon
+    whose logit for some class j != label is at least the label's? One MILP per class j
+    that the bounds do not already rule out (`encode`'s program, with margin_j <= 0), the
+    classes nearest the label first, until one finds such an image."""
+    from scipy.optimize import LinearConstraint, milp
+
+    start = time.perf_counter()
+    program = encode(network, x, label, epsilon, bound_method)
+    with torch.no_grad():
+        logits = network(x[None])[0, program.others].numpy()
     for j in np.argsort(-logits):
-        if margins_lower[j] > 0:
-            continue  # IBP already proves this margin positive
+        if program.margins_lower[j] > 0:
+            continue  # the bounds already prove this margin positive
         left = time_limit - (time.perf_counter() - start)
         if left <= 0:
             return Answer("timeout", None, time.perf_counter() - start)
-        objective = np.zeros(n)
-        objective[previous] = W[0, j]
-        fooling = LinearConstraint(objective, -np.inf, -b[0, j])  # margin <= 0
+        objective, constant = program.margins[j]
+        fooling = LinearConstraint(objective, -np.inf, -constant)  # margin <= 0
         result = milp(
             objective,
-            integrality=integer,
-            bounds=Bounds(low, high),
-            constraints=[LinearConstraint(np.array(rows), right_low, right_high), fooling],
+            integrality=program.integrality,
+            bounds=program.bounds,
+            constraints=[program.constraints, fooling],
             options={"time_limit": left},
         )
         if result.status not in (0, 1, 2):  # 0: solved, 1: time up, 2: no such image
@@ -242,6 +267,24 @@ def exact(network, x, label, epsilon, time_limit, bound_method=None):
                 return Answer("not robust", image, time.perf_counter() - start)
             return Answer("timeout", None, time.perf_counter() - start)  # a tie at 0
     return Answer("robust", None, time.perf_counter() - start)
+
+
+def smallest_margin(program, j, relax=False, time_limit=60):
+    """The smallest margin_j over the program's points (None if time ran out): exact, or
+    with every integer relaxed to a real in its bounds (the LP relaxation: each ReLU then
+    lies in its triangle, lo <= z <= hi, a >= 0, a >= z, a <= hi (z - lo) / (hi - lo))."""
+    from scipy.optimize import milp
+
+    objective, constant = program.margins[j]
+    integrality = np.zeros_like(program.integrality) if relax else program.integrality
+    result = milp(
+        objective,
+        integrality=integrality,
+        bounds=program.bounds,
+        constraints=[program.constraints],
+        options={"time_limit": time_limit},
+    )
+    return None if result.status != 0 else result.fun + constant
 
 
 def fools(network, image, label):
