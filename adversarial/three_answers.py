@@ -19,9 +19,9 @@ PGD_STEPS = 50  # of epsilon / 4, from a random start: stronger than the trainin
 RELAXATIONS = {"IBP": verify.interval_bounds, "CROWN": verify.crown_bounds}
 
 
-def train_all(x, y, epsilon, epochs, hidden, seed):
+def train_all(x, y, epsilon, epochs, hidden, seed, names=tuple(MODELS)):
     """{name: network}: the same initial weights and batches, three losses: clean,
-    Madry's PGD (7 steps) and Gowal's IBP, both at `epsilon`."""
+    Madry's PGD (7 steps) and Gowal's IBP, both at `epsilon` (those in `names`)."""
     steps = epochs * math.ceil(len(x) / digits.BATCH_SIZE)
     losses = {
         "standard": digits.clean_loss(x, y),
@@ -29,7 +29,8 @@ def train_all(x, y, epsilon, epochs, hidden, seed):
         "ibp": verify.ibp_loss(x, y, epsilon, steps),
     }
     models = {}
-    for name, loss in losses.items():
+    for name in names:
+        loss = losses[name]
         torch.manual_seed(seed)  # same initial weights
         network = verify.build_network(hidden)
         models[name] = digits.train(network, loss, len(x), epochs, seed, name)

@@ -163,3 +163,23 @@ def test_the_step_writes_its_csv_and_counterexamples(tmp_path):
     names = {p.name for p in files_in(out)}
     assert names == {"verify.csv", "training.png", "training.csv", *(p.name for p in pngs)}
     assert_clean_error(call(step17, "--hidden", "8,x"), "--hidden")
+
+
+def test_crown_is_below_the_lp_relaxation_below_pgds_margin(standard, data):
+    """Per margin: IBP and CROWN <= the LP relaxation of the MILP (given bounds at least
+    as tight) <= the margin at PGD's image (a point of the program)."""
+    _, _, x_test, y_test = data
+    x, y = x_test[:2], y_test[:2]
+    pgd = PGD(standard, EPSILON, steps=20, targeted=False, seed=SEED)(x, y).adversarial
+    with torch.no_grad():
+        layers, _ = verify.affine_layers(standard, y)
+        box = verify.ball_box(x, EPSILON)
+        crown = verify.crown_bounds(layers, *box)[-1][0]
+        ibp = verify.interval_bounds(layers, *box)[-1][0]
+        at_pgd = hidden_and_margins(standard, pgd.flatten(1), y)[-1]
+    for i in range(2):
+        program = verify.encode(standard, x[i], int(y[i]), EPSILON)
+        for j in range(9):
+            lp = verify.smallest_margin(program, j, relax=True)
+            assert max(crown[i, j], ibp[i, j]) <= lp + 1e-5
+            assert lp <= at_pgd[i, j] + 1e-5
