@@ -131,7 +131,7 @@ def test_the_step_writes_its_csv_and_counterexamples(tmp_path):
         "--epsilon",
         "0.05",
     ]
-    result = call(step17, *args, "--bisect", 1, "--output-dir", out)
+    result = call(step17, *args, "--bisect", 0, "--output-dir", out)
     assert result.returncode == 0, result.stderr
     with open(out / "verify.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -183,3 +183,8 @@ def test_crown_is_below_the_lp_relaxation_below_pgds_margin(standard, data):
             lp = verify.smallest_margin(program, j, relax=True)
             assert max(crown[i, j], ibp[i, j]) <= lp + 1e-5
             assert lp <= at_pgd[i, j] + 1e-5
+
+
+def test_bisection_finds_where_a_monotone_answer_flips():
+    for flip in (1, 2, 37, 255):
+        assert three_answers.last_true(lambda k, f=flip: k < f, 0, 256) == flip - 1
