@@ -21,6 +21,7 @@ from adversarial import digits, three_answers
 from adversarial.plumbing import cli
 from adversarial.plumbing.files import check_outputs, write_all
 from adversarial.plumbing.images import grey_writer
+from adversarial.plumbing.tables import csv_writer
 
 
 def parse_args(argv):
@@ -101,8 +102,6 @@ def main(argv=None):
     files = three_answers.report_training(
         results, args.eval_epsilons, len(y_test), args.epsilon, *tables[1:]
     )
-    from adversarial.plumbing.tables import csv_writer
-
     header = ["model", "digit", "label", "epsilon", "pgd", "exact", "ibp", "linear"]
     files[tables[0]] = csv_writer(header, rows)
     for key, image in counterexamples.items():
