@@ -23,16 +23,24 @@ TEST_FRACTION = 0.2
 def load_data(seed):
     """Digits as (N, 1, 8, 8) pixels on the 8-bit grid, split into stratified train/test."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     # 0..16 ink levels -> [0, 1], rounded to what a PNG stores: clean images are valid inputs.
     x = quantize(torch.tensor(digits.data, dtype=torch.float32).view(-1, 1, 8, 8) / 16)
     y = torch.tensor(digits.target)
-    train, test = train_test_split(
-        range(len(y)), test_size=TEST_FRACTION, stratify=digits.target, random_state=seed
-    )
+    train, test = split_indices(seed)
     return x[train], y[train], x[test], y[test]
+
+
+def split_indices(seed):
+    """The indices in load_digits() of load_data's train and test digits, in their order."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    target = load_digits().target
+    return train_test_split(
+        range(len(target)), test_size=TEST_FRACTION, stratify=target, random_state=seed
+    )
 
 
 def build_model(mean=0.0, std=1.0):

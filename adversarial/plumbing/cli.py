@@ -142,6 +142,17 @@ def list_of(item_type, keep_order=False):
     return parse
 
 
+def layer_sizes(text):
+    """argparse type for "32,32": the sizes of a network's layers, repeats kept, 1 to 512."""
+    try:
+        sizes = tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 32,32") from None
+    if not all(1 <= size <= 512 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: each size must be from 1 to 512")
+    return sizes
+
+
 def one_of(choices):
     """argparse type for one item of `choices` (for lists, where choices= cannot serve)."""
 

@@ -184,3 +184,24 @@ def checked_image_writer(x, path, **save_options):
 def save_image(x, path, **save_options):
     """Save pixels in [0, 1] as an 8-bit image (format from the suffix), atomically."""
     write_atomically(path, image_writer(x, path, **save_options))
+
+
+def grey_writer(x, path):
+    """A write(tmp) function that saves one grey image x (1, H, W), pixels in [0, 1] on the
+    8-bit grid, as an 8-bit greyscale PNG, then reads it back: it must hold exactly x."""
+    check_image_output(path)
+    levels = x.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)[0].numpy()
+
+    def write(tmp):
+        Image.fromarray(levels).save(tmp, format="PNG")
+        if not torch.equal(load_grey(tmp), x.detach().cpu().float()):
+            raise UserError(f"{path}: reloaded image differs from the judged one")
+
+    return write
+
+
+def load_grey(path):
+    """A greyscale image as (1, H, W) pixels in [0, 1], as saved (no resizing)."""
+    with Image.open(path) as image:
+        levels = np.array(image.convert("L"), dtype=np.uint8)
+    return torch.from_numpy(levels).float().div(255).unsqueeze(0)
