@@ -143,16 +143,17 @@ def test_the_pages_have_commands_and_every_skip_says_why():
 
 
 def test_every_sample_run_says_so_under_its_block():
-    """A reader sees which outputs are one run's: the line after a sample or slow block's
-    closing fence starts with "*A sample run"."""
+    """A reader sees which outputs are one run's: the first line of text after a sample or
+    slow block's closing fence starts with "*A sample run"."""
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
         fences = [n for n, line in enumerate(lines) if line.startswith("```")]
         for opening, closing in zip(fences[::2], fences[1::2], strict=True):
             marker = MARKER.fullmatch(lines[opening - 1].strip())
             if marker and ("sample" in marker[1] or marker[1] == "slow"):
-                note = lines[closing + 1] if closing + 1 < len(lines) else ""
-                assert note.startswith("*A sample run"), f"{page.name}:{closing + 2}: no note"
+                after = (line for line in lines[closing + 1 :] if line.strip())
+                note = next(after, "")
+                assert note.startswith("*A sample run"), f"{page.name}:{closing + 1}: no note"
 
 
 # Run as printed: all but the slow blocks (sample runs, each tested on a tiny setting in
