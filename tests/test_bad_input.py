@@ -376,7 +376,8 @@ def test_a_file_name_that_is_not_utf8_in_the_summary(photos, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("record", "value"), [("target", "5000"), ("target", "-1"), ("made on", "vgg\x1b[31m")]
+    ("record", "value"),
+    [("target", "5000"), ("target", "-1"), ("original", "9" * 5000), ("made on", "vgg\x1b[31m")],
 )
 def test_step_9_refuses_damaged_records(coffee, tmp_path, record, value):
     from PIL import PngImagePlugin
@@ -569,3 +570,21 @@ def test_signed_8_and_16_bit_tiffs_are_refused(tmp_path, bits):
         assert image.getpixel((1, 0)) == {8: 255, 16: -1}[bits]
     with pytest.raises(UserError, match=rf"signed\.tif: signed {bits}-bit levels have no single"):
         load_image(path)
+
+
+# Steps 10 to 13 (issue 30).
+
+
+@pytest.mark.parametrize("step", ["step_2_pretrained", "step_10_query", "step_13_minimal"])
+@pytest.mark.parametrize("record", ["9" * 5000, "\u0663"])
+def test_a_damaged_true_class_record_is_one_line_in_every_step(coffee, tmp_path, step, record):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("true class", record)
+    png = tmp_path / "labelled.png"
+    Image.open(coffee).save(png, pnginfo=info)
+    out = [] if step == "step_2_pretrained" else ["--output-dir", tmp_path / "out"]
+    result = call(__import__(step), png, *LITE0, *out)
+    assert_clean_error(result, str(png), "'true class' record is damaged")
+    assert not (tmp_path / "out").exists()
