@@ -588,3 +588,21 @@ def test_a_damaged_true_class_record_is_one_line_in_every_step(coffee, tmp_path,
     result = call(__import__(step), png, *LITE0, *out)
     assert_clean_error(result, str(png), "'true class' record is damaged")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "option", "message"),
+    [
+        ("step_10_query", "--queries", "must be from 1 to 100000, got 99999999999999999999..."),
+        ("step_10_query", "--epsilon", "is not a number like 2/255"),
+        ("step_11_audit", "--seed", "must be from 0 to"),
+        ("step_12_smoothing", "--n", "must be from 1 to 10000000, got 9999"),
+        ("step_12_smoothing", "--sigmas", "'99999999999999999999...': "),
+        ("step_13_minimal", "--steps", "must be from 1 to 100000, got -999"),
+    ],
+)
+def test_a_5000_digit_number_is_echoed_short(step, option, message):
+    value = ("-" if option == "--steps" else "") + "9" * 5000 + ("x" if "epsilon" in option else "")
+    result = call(__import__(step), f"{option}={value}")
+    assert_clean_error(result, option, message)
+    assert len(result.stderr) < 200
