@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -606,3 +607,26 @@ def test_a_5000_digit_number_is_echoed_short(step, option, message):
     result = call(__import__(step), f"{option}={value}")
     assert_clean_error(result, option, message)
     assert len(result.stderr) < 200
+
+
+def test_an_old_output_that_cannot_be_moved_aside_stops_the_write_cleanly(tmp_path, monkeypatch):
+    """As step 10's comparison.png made immutable: the rollback has nothing to undo for it,
+    leaves no temporary, and the error is one UserError, not a chained traceback."""
+    from adversarial.plumbing.files import write_all
+
+    names = ["adversarial.png", "adversarial_r.npy", "comparison.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(f"old {name}".encode())
+    before = digests(tmp_path)
+    real_replace = os.replace
+
+    def immutable(source, destination):
+        if str(source).endswith("comparison.png"):
+            raise PermissionError(1, "Operation not permitted")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", immutable)
+    writers = {tmp_path / name: lambda tmp: Path(tmp).write_bytes(b"new") for name in names}
+    with pytest.raises(UserError, match=r"comparison\.png: Operation not permitted$"):
+        write_all(writers)
+    assert digests(tmp_path) == before  # the old set, byte for byte, and no temporary
