@@ -152,6 +152,8 @@ def evaluate_all(models, x_test, y_test, epsilons, seed):
 
 def report(models, results, epsilons, train_epsilon, title, plot):
     """Print the accuracy table; save the plot and every model's weights beside it."""
+    from adversarial.plumbing.weights import state_dict_writer
+
     columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
     rows = [
         ["clean" if i == 0 else f"{epsilon:g}"]
@@ -171,7 +173,7 @@ def report(models, results, epsilons, train_epsilon, title, plot):
     _, *weights = output_files(plot, models)
     files = {plot: figure}
     for path, model in zip(weights, models.values(), strict=True):
-        files[path] = lambda tmp, m=model: torch.save(m.state_dict(), tmp)
+        files[path] = state_dict_writer(model, path.name)
     write_all(files)  # the plot and every model, or nothing
     saved = ", ".join(path.name for path in files)
     print(f"Saved {saved} in {plot.parent}")

@@ -630,3 +630,27 @@ def test_an_old_output_that_cannot_be_moved_aside_stops_the_write_cleanly(tmp_pa
     with pytest.raises(UserError, match=r"comparison\.png: Operation not permitted$"):
         write_all(writers)
     assert digests(tmp_path) == before  # the old set, byte for byte, and no temporary
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_while_saving_weights_says_no_space_left():
+    """torch.save into a full file system says '[enforce fail at inline_container.cc]
+    unexpected pos'; the writer of steps 7, 8 and 12 lets the system say what happened."""
+    from adversarial import digits
+    from adversarial.plumbing.weights import state_dict_writer
+
+    write = state_dict_writer(digits.build_model(), "digits_standard.pth")
+    with pytest.raises(OSError, match="No space left on device"):
+        write("/dev/full")  # every write to it fails as on a full disk
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path):
+    from adversarial import digits
+
+    model = digits.build_model()
+    model.net[0].bias.data[0] = float("nan")
+    results = {"noisy": {"FGSM": [1.0, 0.5], "PGD": [1.0, 0.4]}}
+    plot = tmp_path / "out" / "robustness.png"
+    with pytest.raises(UserError, match=r"digits_noisy\.pth: training diverged"):
+        digits.report({"noisy": model}, results, [0.2], 0.2, "title", plot)
+    assert not (tmp_path / "out").exists()
