@@ -113,6 +113,23 @@ def positive_float(text):
     return value
 
 
+def number_in(low, high):
+    """argparse type: a finite number above low, at most high."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
+        if not low < value <= high:  # NaN is neither
+            raise argparse.ArgumentTypeError(
+                f"must be a number above {low:g}, at most {high:g}, got {shown(text)}"
+            )
+        return value
+
+    return parse
+
+
 def share(text):
     """argparse type: a share of a whole, a number in (0, 1]."""
     value = positive_float(text)
