@@ -137,7 +137,7 @@ def on_digits(args):
     """Step 7's models on their held-out digits: the smallest L2 and L-inf found."""
     from adversarial import digits
 
-    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
+    models = digits.load_named(args.digits)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     how_small.compare_on_digits(models, x_test, y_test, settings_of(args))
 

@@ -654,3 +654,26 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     with pytest.raises(UserError, match=r"digits_noisy\.pth: training diverged"):
         digits.report({"noisy": model}, results, [0.2], 0.2, "title", plot)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("step", ["step_10_query", "step_13_minimal"])
+def test_two_digits_models_of_one_file_name_get_a_column_each(tmp_path, monkeypatch, step):
+    from adversarial import digits, how_small, query_budget
+
+    paths = [tmp_path / folder / "digits_standard.pth" for folder in ("a", "b")]
+    for seed, path in enumerate(paths):
+        torch.manual_seed(seed)
+        path.parent.mkdir()
+        torch.save(digits.build_model().state_dict(), path)
+    compared = []
+    for module in (query_budget, how_small):
+        monkeypatch.setattr(module, "compare_on_digits", lambda models, *_: compared.append(models))
+    succeeded(call(__import__(step), "--digits", *paths))
+    (models,) = compared
+    assert list(models) == [str(path) for path in paths]
+    first, second = (model.net[0].weight for model in models.values())
+    assert not torch.equal(first, second)  # each its own file's model
+    again = call(
+        __import__(step), "--digits", paths[0], tmp_path / "a" / ".." / "a" / paths[0].name
+    )
+    assert_clean_error(again, "digits_standard.pth: given twice")
