@@ -16,8 +16,9 @@ from scipy.stats import binomtest, norm
 from torch import nn
 
 ABSTAIN = -1
-# The largest sigma step 12 takes: noise 4 times the whole pixel range [0, 1] leaves no
-# image to smooth (and a sigma like 1e308 would train weights that are not finite).
+# The largest sigma step 12 takes: 4 times the whole pixel range [0, 1] (Cohen et al. go
+# up to 1), beyond which the noise leaves nothing of a digit; a sigma like 1e308 would
+# train weights that are not finite.
 MAX_SIGMA = 4.0
 
 

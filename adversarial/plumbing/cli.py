@@ -85,7 +85,7 @@ def int_in(low, high):
 
     def parse(text):
         digits = text.strip().lstrip("+-").replace("_", "")
-        if digits.isascii() and digits.isdecimal() and len(digits) > 30:
+        if digits.isascii() and digits.isdecimal() and len(digits.lstrip("0")) > 30:
             value = math.inf  # Python refuses to read integers of over 4300 digits
         else:
             try:
