@@ -128,10 +128,11 @@ def sweep(args):
     csv_path = args.output_dir / "minimal_l2.csv"
     check_outputs([csv_path], [args.weights])
     device = pick_device(args.device)
-    names = models_at_hand(args.weights)
-    models = [
-        load_model(name, args.weights if name == "resnet18" else None, device) for name in names
-    ]
+    # --weights: the file of --model (ResNet18's with auto), as for one image.
+    named = "resnet18" if args.model == "auto" else args.model
+    own = {named: args.weights} if args.weights else {}
+    names = models_at_hand(own.get("resnet18"))
+    models = [load_model(name, own.get(name), device) for name in names]
     how_small.minimal_l2_over_photos(models, args.photos, csv_path)
 
 

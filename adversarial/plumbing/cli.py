@@ -5,6 +5,7 @@ Library modules never import this one; the scripts do.
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 
@@ -12,6 +13,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument is reported on one line (no usage block)."""
 
     def error(self, message):
+        # argparse's own messages (a bad choice, an unknown argument) echo values whole.
+        message = re.sub(r"\S{61,}", lambda match: shown(match[0], 40), message)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
