@@ -13,8 +13,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument is reported on one line (no usage block)."""
 
     def error(self, message):
-        # argparse's own messages (a bad choice, an unknown argument) echo values whole.
-        message = re.sub(r"\S{61,}", lambda match: shown(match[0], 40), message)
+        # argparse's own messages (a bad choice) quote values whole: shortened as ours are.
+        message = re.sub(r"'([^']{41,})'", lambda match: repr(shown(match[1])), message)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
