@@ -145,7 +145,7 @@ def on_digits(args):
     from adversarial import digits
     from adversarial.query_budget import compare_on_digits
 
-    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
+    models = digits.load_named(args.digits)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     torch.manual_seed(args.seed)  # PGD's random starts
     steps = args.pgd_steps or digits.EVAL_PGD_STEPS

@@ -20,22 +20,23 @@ import torch
 from adversarial import digits, smoothing
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.files import check_outputs
+from adversarial.plumbing.files import check_outputs, write_all
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--sigmas",
-        type=cli.list_of(cli.positive_float),
+        type=cli.list_of(cli.number_in(0, smoothing.MAX_SIGMA)),
         default="0.12,0.25,0.5",
-        help="noise levels, pixels in [0, 1] (default 0.12,0.25,0.5)",
+        help=f"noise levels, pixels in [0, 1]: up to {smoothing.MAX_SIGMA:g} (default 0.12,...)",
     )
     parser.add_argument("--epochs", type=cli.int_in(1, 1000), default=15, help="default 15")
     parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0)
     parser.add_argument("--n0", type=cli.int_in(1, 10**6), default=100, help="selection samples")
     parser.add_argument("--n", type=cli.int_in(1, 10**7), default=1000, help="estimation samples")
-    parser.add_argument("--alpha", type=cli.share, default=0.001, help="failure probability")
+    alpha = cli.number_in(0, 0.5)  # the confidence 1 - 2 alpha of a one-sided bound
+    parser.add_argument("--alpha", type=alpha, default=0.001, help="failure probability, <= 0.5")
     parser.add_argument(
         "--radii",
         type=cli.list_of(cli.positive_float),
@@ -75,13 +76,13 @@ def main(argv=None):
     torch.set_num_threads(1)  # small batches; 2 cores may be shared
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
     x_test, y_test = x_test[: args.digits], y_test[: args.digits]
-    names = {sigma: f"noise_{sigma:g}" for sigma in args.sigmas}
+    names = {sigma: f"noise_{smoothing.sigma_name(sigma)}" for sigma in args.sigmas}
     files = [args.output_dir / "smoothing.png", args.output_dir / "smoothing.csv"]
     weights = [args.output_dir / f"digits_{name}.pth" for name in names.values()]
     if args.models and len(args.models) != len(args.sigmas):
         raise UserError(f"--models: give one file per sigma ({len(args.sigmas)})")
     check_outputs(files + ([] if args.models else weights), args.models or [])
-    models = load_or_train(args, names, weights, x_train, y_train)
+    models, weight_writers = load_or_train(args, names, weights, x_train, y_train)
     print(
         f"Smoothing: N0 = {args.n0}, N = {args.n}, alpha = {args.alpha:g}, on the first "
         f"{len(x_test)} held-out digits; L2 PGD: {args.pgd_steps} steps of radius/4, "
@@ -95,26 +96,26 @@ def main(argv=None):
         empirical[sigma] = smoothing.empirical_accuracy(
             model, x_test, y_test, sigma, radii, args.noise_samples, args.pgd_steps, args.n0
         )
-    smoothing.report(certified, empirical, y_test, radii, args.n, args.alpha, files)
+    tables = smoothing.report(certified, empirical, y_test, radii, args.n, args.alpha, files)
+    write_all({**weight_writers, **tables})  # the weights with their certificates, or nothing
+    print(f"Saved {files[0].name} and {files[1].name} in {args.output_dir}")
 
 
 def load_or_train(args, names, weights, x_train, y_train):
-    """{sigma: base classifier}: read from --models, or trained with noise and saved."""
-    from adversarial.plumbing.files import write_all
+    """({sigma: base classifier}, {path: writer}): read from --models (nothing to save),
+    or trained with noise (their weights to save with the run's other files)."""
+    from adversarial.plumbing.weights import state_dict_writer
 
     if args.models:
-        return {
-            sigma: digits.load_trained(path) for sigma, path in zip(names, args.models, strict=True)
-        }
+        models = [digits.load_trained(path) for path in args.models]
+        return dict(zip(names, models, strict=True)), {}
     losses = {names[sigma]: digits.noisy_loss(x_train, y_train, sigma) for sigma in names}
     trained = digits.train_models(losses, x_train, args.epochs, args.seed)
-    write_all(
-        {
-            path: lambda tmp, m=model: torch.save(m.state_dict(), tmp)
-            for path, model in zip(weights, trained.values(), strict=True)
-        }
-    )
-    return dict(zip(names, trained.values(), strict=True))
+    writers = {
+        path: state_dict_writer(model, path.name)
+        for path, model in zip(weights, trained.values(), strict=True)
+    }
+    return dict(zip(names, trained.values(), strict=True)), writers
 
 
 def on_imagenet(args):
@@ -136,7 +137,8 @@ def on_imagenet(args):
         right = torch.stack([c[label] for c, label in zip(counts, labels, strict=True)])
         voted = torch.stack([c.argmax() for c in counts]) == labels
         share = (right.float() / args.copies).mean().item()
-        rows.append([f"{sigma:g}", f"{share:.0%}", f"{voted.float().mean().item():.0%}"])
+        voted_right = f"{voted.float().mean().item():.0%}"
+        rows.append([smoothing.sigma_name(sigma), f"{share:.0%}", voted_right])
     print_table(["sigma", "one noisy copy right", "vote right (smoothed)"], rows)
 
 

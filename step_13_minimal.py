@@ -83,6 +83,10 @@ def attack_one(args):
         raise UserError(f"{args.image} is already {label(target)}: pick another --target")
     if target is None and known is not None and known != original:
         raise UserError(f"{args.image} is {label(known)}, the model sees {label(original)}")
+    # --weights are the attacked model's own; the scoreboard adds the others at hand without.
+    own = args.weights if model.name == "resnet18" else None
+    others = [name for name in models_at_hand(own) if name != model.name]
+    models = [model, *(load_model(name, device=device) for name in others)]  # before any work
     targeted, settings = target is not None, settings_of(args)
     labels = torch.tensor([target if targeted else original])
     minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)
@@ -104,8 +108,6 @@ def attack_one(args):
     runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
     budget = f"within {args.epsilon * 255:.3g}/255"
     goals = {name: budget if name not in minimal else "smallest" for name in every}
-    others = [name for name in models_at_hand(args.weights) if name != model.name]
-    models = [model, *(load_model(name, device=device) for name in others)]
     reference = references(models, x, [known])
     print(f"\nThe scoreboard: every attack's saved PNG ({args.output_dir}/), on {model.name}:")
     header, rows = how_small.scoreboard(x, runs, goals, models, reference, target)
@@ -126,10 +128,11 @@ def sweep(args):
     csv_path = args.output_dir / "minimal_l2.csv"
     check_outputs([csv_path], [args.weights])
     device = pick_device(args.device)
-    names = models_at_hand(args.weights)
-    models = [
-        load_model(name, args.weights if name == "resnet18" else None, device) for name in names
-    ]
+    # --weights: the file of --model (ResNet18's with auto), as for one image.
+    named = "resnet18" if args.model == "auto" else args.model
+    own = {named: args.weights} if args.weights else {}
+    names = models_at_hand(own.get("resnet18"))
+    models = [load_model(name, own.get(name), device) for name in names]
     how_small.minimal_l2_over_photos(models, args.photos, csv_path)
 
 
@@ -137,7 +140,7 @@ def on_digits(args):
     """Step 7's models on their held-out digits: the smallest L2 and L-inf found."""
     from adversarial import digits
 
-    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
+    models = digits.load_named(args.digits)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     how_small.compare_on_digits(models, x_test, y_test, settings_of(args))
 

@@ -73,6 +73,27 @@ def load_trained(path):
     return model.requires_grad_(False)
 
 
+def load_named(paths):
+    """{name: model} for weights files given on a command line (steps 10 and 13's --digits):
+    'standard' for digits_standard.pth; two files of one name are told apart by their paths
+    as given ('a/digits_standard.pth'), never one for the other. One file twice is refused."""
+    from pathlib import Path
+
+    from adversarial.plumbing.errors import UserError
+
+    paths, seen = [Path(path) for path in paths], {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise UserError(f"{path}: given twice (as {seen[path.resolve()]} too)")
+        seen[path.resolve()] = path
+    stems = [path.stem.removeprefix("digits_") for path in paths]
+    names = [
+        stem if stems.count(stem) == 1 else str(path)
+        for stem, path in zip(stems, paths, strict=True)
+    ]
+    return {name: load_trained(path) for name, path in zip(names, paths, strict=True)}
+
+
 def make_attack(method, model, epsilon):
     """The evaluation attacks, untargeted: labels are the true classes, to move away from.
     PGD takes 20 steps of epsilon/4 from a random start; each digit counts as lost from
@@ -160,6 +181,8 @@ def evaluate_all(models, x_test, y_test, epsilons, seed):
 
 def report(models, results, epsilons, train_epsilon, title, plot):
     """Print the accuracy table; save the plot and every model's weights beside it."""
+    from adversarial.plumbing.weights import state_dict_writer
+
     columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
     rows = [
         ["clean" if i == 0 else f"{epsilon:g}"]
@@ -179,7 +202,7 @@ def report(models, results, epsilons, train_epsilon, title, plot):
     _, *weights = output_files(plot, models)
     files = {plot: figure}
     for path, model in zip(weights, models.values(), strict=True):
-        files[path] = lambda tmp, m=model: torch.save(m.state_dict(), tmp)
+        files[path] = state_dict_writer(model, path.name)
     write_all(files)  # the plot and every model, or nothing
     saved = ", ".join(path.name for path in files)
     print(f"Saved {saved} in {plot.parent}")

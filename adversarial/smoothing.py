@@ -16,6 +16,10 @@ from scipy.stats import binomtest, norm
 from torch import nn
 
 ABSTAIN = -1
+# The largest sigma step 12 takes: 4 times the whole pixel range [0, 1] (Cohen et al. go
+# up to 1), beyond which the noise leaves nothing of a digit; a sigma like 1e308 would
+# train weights that are not finite.
+MAX_SIGMA = 4.0
 
 
 def sample_noise(model, x, sigma, num, batch_size):
@@ -71,6 +75,13 @@ def predict(model, x, sigma, n, alpha, batch_size=1000):
 def top_class(model, x, sigma, n, batch_size=1000):
     """The Monte Carlo top class of n noisy copies (never abstains): the estimate of g(x)."""
     return int(sample_noise(model, x, sigma, n, batch_size).argmax())
+
+
+def sigma_name(sigma):
+    """How a sigma is written in file names and tables: '0.25', or every digit it needs to
+    tell it apart ('0.1000001', never a second '0.1')."""
+    short = f"{sigma:g}"
+    return short if float(short) == sigma else repr(sigma)
 
 
 def radius_ceiling(sigma, n, alpha):
@@ -132,10 +143,10 @@ def empirical_accuracy(model, x, y, sigma, radii, m, steps, n):
 
 def report(certified, empirical, labels, radii, n, alpha, files):
     """Print certified beside empirical accuracy per sigma and radius, the abstentions and
-    the ceilings; save the plot and the CSV. certified: {sigma: (classes, radii)};
+    the ceilings; return the writers of the plot and the CSV ({path: write}), for the run
+    to save with its other files. certified: {sigma: (classes, radii)};
     empirical: {sigma: [accuracy per radius]}."""
     from adversarial.plumbing.figures import curves_writer
-    from adversarial.plumbing.files import write_all
     from adversarial.plumbing.tables import csv_writer, print_table
 
     sigmas = list(certified)
@@ -151,23 +162,24 @@ def report(certified, empirical, labels, radii, n, alpha, files):
         rows.append(row)
     header = ["L2 radius"]
     for sigma in sigmas:
-        header += [f"sigma {sigma:g} certified", "PGD"]
+        header += [f"sigma {sigma_name(sigma)} certified", "PGD"]
     print("Accuracy of the smoothed classifiers: certified, and under L2 PGD (empirical):")
     print_table(header, rows)
     for color, sigma in zip("brgcmk", sigmas, strict=False):
         classes, _ = certified[sigma]
         abstained = (classes == ABSTAIN).float().mean().item()
         ceiling = radius_ceiling(sigma, n, alpha)
-        print(
-            f"sigma {sigma:g}: abstained on {abstained:.1%}; "
-            f"no radius above {ceiling:.3f} can be certified"
-        )
-        curves.append((f"sigma {sigma:g}, certified", table[sigma], f"{color}o-"))
-        curves.append((f"sigma {sigma:g}, under L2 PGD", empirical[sigma], f"{color}x--"))
-        marks.append((f"ceiling, sigma {sigma:g}", ceiling, color))
+        name = f"sigma {sigma_name(sigma)}"
+        if ceiling > 0:
+            limit = f"no radius above {ceiling:.3f} can be certified"
+            marks.append((f"ceiling, {name}", ceiling, color))
+        else:  # even n copies out of n leave pA_lower at 1/2 or below
+            limit = f"no radius can be certified with N = {n} and alpha = {alpha:g}"
+        print(f"{name}: abstained on {abstained:.1%}; {limit}")
+        curves.append((f"{name}, certified", table[sigma], f"{color}o-"))
+        curves.append((f"{name}, under L2 PGD", empirical[sigma], f"{color}x--"))
     png, csv = files
     title = f"Randomized smoothing on the digits (N = {n}, alpha = {alpha:g})"
     figure = curves_writer([(title, curves)], radii, png, "L2 radius", "accuracy", marks)
     header = ["sigma", "radius", "certified accuracy", "empirical robust accuracy"]
-    write_all({png: figure, csv: csv_writer(header, csv_rows)})
-    print(f"Saved {png.name} and {csv.name} in {png.parent}")
+    return {png: figure, csv: csv_writer(header, csv_rows)}

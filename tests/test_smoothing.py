@@ -141,3 +141,62 @@ def test_a_network_never_trained_on_noise_loses_its_photos():
     clean, noisy = lines[2].split(), lines[3].split()
     assert clean[:2] == ["0", "(clean)"] and noisy[0] == "0.5"
     assert int(noisy[1].removesuffix("%")) < int(clean[2].removesuffix("%")) - 40
+
+
+# Bad input and faults (issue 30).
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alpha", "0.51"], "--alpha: must be a number above 0, at most 0.5, got 0.51"),
+        (["--alpha", "nan"], "--alpha: must be a number above 0"),
+        (["--sigmas", "0.25,1e308"], "--sigmas: '0.25,1e308': must be a number above 0, at most 4"),
+        (["--sigmas", "inf"], "--sigmas: 'inf': must be a number above 0"),
+    ],
+)
+def test_options_no_run_could_use_are_refused_before_training(tmp_path, args, message):
+    code, out, err = call(step12, *args, "--output-dir", tmp_path)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert files_in(tmp_path) == []
+
+
+def digests(folder):
+    return {path.name: path.read_bytes() for path in files_in(folder)}
+
+
+def test_a_run_stopped_after_training_leaves_the_previous_run_whole(tmp_path, monkeypatch):
+    """The weights are written with the certificates, all or nothing (as step 7 writes its
+    plot with its models): never new weights beside the previous run's table."""
+    for name in ["digits_noise_0.25.pth", "smoothing.csv", "smoothing.png"]:
+        (tmp_path / name).write_bytes(b"the previous run's " + name.encode())
+    before = digests(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(smoothing, "certify_all", interrupted)
+    code, _, err = call(step12, "--sigmas", "0.25", "--epochs", "1", "--output-dir", tmp_path)
+    assert code == 130 and err.endswith("interrupted\n")
+    assert digests(tmp_path) == before
+
+
+def test_sigmas_one_decimal_apart_get_their_own_files_and_columns(capsys):
+    assert {smoothing.sigma_name(s) for s in (0.1, 0.1000001)} == {"0.1", "0.1000001"}
+    assert smoothing.sigma_name(0.12) == "0.12" and smoothing.sigma_name(1.0) == "1"
+    certified = {s: (torch.tensor([3]), torch.tensor([0.1])) for s in (0.1, 0.1000001)}
+    empirical = {s: [1.0] for s in certified}
+    smoothing.report(certified, empirical, torch.tensor([3]), [0.0], 100, 0.001, ["a", "b"])
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "sigma 0.1 certified" in header and "sigma 0.1000001 certified" in header
+
+
+@pytest.mark.parametrize(("n", "alpha"), [(1, 0.001), (100, 1e-300)])
+def test_no_ceiling_below_zero_when_no_radius_can_be_certified(capsys, tmp_path, n, alpha):
+    certified = {0.25: (torch.tensor([smoothing.ABSTAIN]), torch.tensor([0.0]))}
+    files = [tmp_path / "smoothing.png", tmp_path / "smoothing.csv"]
+    smoothing.report(certified, {0.25: [0.0]}, torch.tensor([3]), [0.0], n, alpha, files)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == f"sigma 0.25: abstained on 100.0%; no radius can be certified with N = {n} " + (
+        f"and alpha = {alpha:g}"
+    )

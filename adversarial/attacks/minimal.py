@@ -37,12 +37,20 @@ def margin(logits, labels, targeted):
     return z_other - z_label if targeted else z_label - z_other
 
 
+def fooled(logits, labels, targeted):
+    """(N,) bool: the model's answer (the top logit, the first of equal ones, as every step
+    reads it) is the target (targeted), or anything but the label (untargeted). A tie is
+    judged as the model answers it: constant logits answer class 0."""
+    predicted = logits.argmax(1)
+    return predicted == labels if targeted else predicted != labels
+
+
 @torch.inference_mode()
 def fools(model, images, labels, targeted):
     """(N,) bool: the model classifies each image as the target (targeted), or as anything
     but its label (untargeted)."""
     images, labels = images.to(device_of(model)), labels.to(device_of(model))
-    return margin(model(images), labels, targeted) < 0
+    return fooled(model(images), labels, targeted)
 
 
 class Sizes(NamedTuple):
@@ -103,7 +111,7 @@ class DeepFool:
         x, labels = x.to(device_of(self.model)), labels.to(device_of(self.model))
         with torch.no_grad():
             clean_logits = self.model(x)
-        already = margin(clean_logits, labels, self.targeted) < 0
+        already = fooled(clean_logits, labels, self.targeted)
         reach = self.classes_to_reach(clean_logits, labels)  # (N, K)
         active = ~already
         r = torch.zeros_like(x)
@@ -111,7 +119,7 @@ class DeepFool:
         for _ in range(self.steps):
             x_i = (x + (1 + self.overshoot) * r).clamp(0, 1).requires_grad_(True)
             logits = self.model(self.seen(x_i))
-            active &= margin(logits.detach(), labels, self.targeted) >= 0
+            active &= ~fooled(logits.detach(), labels, self.targeted)
             if not active.any():
                 break
             leave = logits.detach().argmax(1) if self.targeted else labels
@@ -214,11 +222,11 @@ class CarliniWagnerL2:
                 m = margin(logits, labels, self.targeted)
                 loss = (l2_squared + c * m.clamp(min=-self.kappa)).sum()
                 with torch.no_grad():  # keep the smallest example that fools, as it was
-                    fooled = (m <= -self.kappa) & (m < 0) & ~already
-                    smaller = fooled & (l2_squared.sqrt() < best_l2)
+                    done = (m <= -self.kappa) & fooled(logits, labels, self.targeted) & ~already
+                    smaller = done & (l2_squared.sqrt() < best_l2)
                     best_l2 = torch.where(smaller, l2_squared.sqrt(), best_l2)
                     best[smaller] = x_new[smaller]
-                    succeeded |= fooled
+                    succeeded |= done
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -259,8 +267,9 @@ class GreedyPixels:
         gradients = torch.zeros(len(x), dtype=torch.long, device=x.device)
         for _ in range(math.ceil(self.max_pixels / self.pixels_per_step)):
             x_adversarial.requires_grad_(True)
-            m = margin(self.model(x_adversarial), labels, self.targeted)
-            active &= m.detach() >= 0
+            logits = self.model(x_adversarial)
+            m = margin(logits, labels, self.targeted)
+            active &= ~fooled(logits.detach(), labels, self.targeted)
             if not active.any():
                 break
             (grad,) = torch.autograd.grad(m.sum(), x_adversarial)

@@ -5,6 +5,7 @@ Library modules never import this one; the scripts do.
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 
@@ -12,6 +13,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument is reported on one line (no usage block)."""
 
     def error(self, message):
+        # argparse's own messages (a bad choice) quote values whole: shortened as ours are.
+        message = re.sub(r"'([^']{41,})'", lambda match: repr(shown(match[1])), message)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -74,16 +77,26 @@ def add_digits_arguments(parser):
     )
 
 
+def shown(text, width=20):
+    """An option's value as an error line echoes it: at most `width` characters, then '...'
+    (a 5000-digit number stays one short line). Every number type here echoes through it."""
+    return text if len(text) <= width else f"{text[:width]}..."
+
+
 def int_in(low, high):
-    """argparse type: an integer from low to high."""
+    """argparse type: an integer from low to high (however many digits it is given with)."""
 
     def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        digits = text.strip().lstrip("+-").replace("_", "")
+        if digits.isascii() and digits.isdecimal() and len(digits.lstrip("0")) > 30:
+            value = math.inf  # Python refuses to read integers of over 4300 digits
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{shown(text)!r} is not an integer") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {shown(text)}")
         return value
 
     return parse
@@ -97,17 +110,34 @@ def positive_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {shown(text)}")
     return value
+
+
+def number_in(low, high):
+    """argparse type: a finite number above low, at most high."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
+        if not low < value <= high:  # NaN is neither
+            raise argparse.ArgumentTypeError(
+                f"must be a number above {low:g}, at most {high:g}, got {shown(text)}"
+            )
+        return value
+
+    return parse
 
 
 def share(text):
     """argparse type: a share of a whole, a number in (0, 1]."""
     value = positive_float(text)
     if value > 1:
-        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {shown(text)}")
     return value
 
 
@@ -120,10 +150,12 @@ def pixel_amount(text):
     try:  # float() first: Fraction("1e1000000000") would compute the power of ten exactly
         value = float(numerator) / float(denominator or 1)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2/255 or 0.008") from None
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)!r} is not a number like 2/255 or 0.008"
+        ) from None
     if not 1 / 255 - 1e-9 <= value <= 1:
         raise argparse.ArgumentTypeError(
-            f"must be from 1/255 (one 8-bit level) to 1 (pixel units), got {text}"
+            f"must be from 1/255 (one 8-bit level) to 1 (pixel units), got {shown(text)}"
         )
     return value
 
@@ -136,7 +168,7 @@ def list_of(item_type, keep_order=False):
         try:
             items = [item_type(item.strip()) for item in text.split(",")]
         except (argparse.ArgumentTypeError, ValueError) as err:
-            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+            raise argparse.ArgumentTypeError(f"{shown(text)!r}: {err}") from None
         return tuple(dict.fromkeys(items)) if keep_order else tuple(sorted(set(items)))
 
     return parse
@@ -158,7 +190,7 @@ def one_of(choices):
 
     def parse(text):
         if text not in choices:
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+            raise argparse.ArgumentTypeError(f"{shown(text)!r} is not one of {', '.join(choices)}")
         return text
 
     return parse

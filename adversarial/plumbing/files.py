@@ -108,7 +108,8 @@ def write_atomically(path, write):
 def write_all(writers):
     """{path: write(tmp_path)}: write every file beside its destination first, then move
     them all into place. If anything fails (Ctrl-C too), no new file is left, the files
-    they were to replace are as they were, and no temporary or new folder remains."""
+    they were to replace are as they were, and no temporary or new folder remains. A file
+    that cannot be moved aside (immutable, say) stops the run before anything is replaced."""
     made, temporaries, kept, moved = [], {}, {}, []
     path = None
     try:
@@ -123,26 +124,53 @@ def write_all(writers):
                 raise IsADirectoryError(errno.EISDIR, "is a folder")
         for path, tmp in temporaries.items():
             if path.exists():  # the old file is kept aside until every new one is in place
-                kept[path] = _temporary_beside(path)
-                os.replace(path, kept[path])
+                _move_aside(path, kept)
             os.replace(tmp, path)
             moved.append(path)
     except BaseException as err:
-        for new_file in moved:
-            new_file.unlink(missing_ok=True)
-        for original, old in kept.items():
-            os.replace(old, original)
-        for tmp in temporaries.values():
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if still empty
+        stranded = _roll_back(moved, kept, temporaries, made)
         if isinstance(err, (OSError, RuntimeError)):  # torch.save: a full disk is RuntimeError
-            raise UserError(f"cannot write {path}: {_reason(err)}") from None
+            where = "".join(f"; the previous {p} is kept as {old}" for p, old in stranded)
+            raise UserError(f"cannot write {path}: {_reason(err)}{where}") from None
         raise
     for old in kept.values():
-        os.remove(old)
+        with contextlib.suppress(OSError):
+            os.remove(old)
+
+
+def _move_aside(path, kept):
+    """Move `path` to a new temporary beside it, recorded in `kept` once it is there."""
+    aside = _temporary_beside(path)
+    try:
+        os.replace(path, aside)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(aside)  # still the empty placeholder: the move did not happen
+        raise
+    kept[path] = aside
+
+
+def _roll_back(moved, kept, temporaries, made):
+    """Undo write_all: the new files out, the old ones back, temporaries and new folders
+    gone. Each step is tried on its own; returns the (path, aside) of old files that could
+    not be put back, to be named (never a traceback from here)."""
+    stranded = []
+    for new_file in moved:
+        if new_file not in kept:
+            with contextlib.suppress(OSError):
+                new_file.unlink(missing_ok=True)
+    for original, old in kept.items():
+        try:
+            os.replace(old, original)  # over the new file, if it was moved in
+        except OSError:
+            stranded.append((original, old))
+    for tmp in temporaries.values():
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if still empty
+    return stranded
 
 
 def _temporary_beside(path):

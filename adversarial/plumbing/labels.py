@@ -21,6 +21,17 @@ def labels():
     return tuple(by_index[str(i)] for i in range(NUM_CLASSES))
 
 
+def recorded_class(text):
+    """The class index a text record holds ("263"), or None unless it is one: ASCII digits
+    of a class below NUM_CLASSES. Any length is safe (Python refuses to read integers of
+    over 4300 digits): the one reader of every class a file records."""
+    text = str(text)
+    if not (text.isascii() and text.isdecimal() and len(text) <= 8):
+        return None
+    index = int(text)
+    return index if index < NUM_CLASSES else None
+
+
 def label(index):
     return labels()[int(index)]
 

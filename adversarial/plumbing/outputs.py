@@ -11,7 +11,7 @@ from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer
 from adversarial.plumbing.files import check_outputs, write_all
 from adversarial.plumbing.images import checked_image_writer
-from adversarial.plumbing.labels import NUM_CLASSES, short_label
+from adversarial.plumbing.labels import recorded_class, short_label
 from adversarial.plumbing.perturbations import perturbation_writer
 
 NAMES = ("adversarial.png", "adversarial_r.npy", "comparison.png")
@@ -54,11 +54,11 @@ def provenance(path):
     classes = [text["original"], *([text["target"]] if text["target"] else [])]
     if not (
         set(made_on) <= set(MODELS) - {"auto"}
-        and all(c.isascii() and c.isdecimal() and int(c) < NUM_CLASSES for c in classes)
+        and all(recorded_class(c) is not None for c in classes)
     ):
         raise UserError(f"{path}: its 'made on', 'target' or 'original' record is damaged")
-    target = int(text["target"]) if text["target"] else None
-    return made_on, target, int(text["original"])
+    target = recorded_class(text["target"]) if text["target"] else None
+    return made_on, target, recorded_class(text["original"])
 
 
 def linf_levels(x, adversarial):

@@ -5,7 +5,7 @@ import numpy as np
 
 from adversarial.plumbing.datafiles import IMAGENET_COUNT, imagenet_files
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.labels import NUM_CLASSES
+from adversarial.plumbing.labels import recorded_class
 
 # Name -> how scikit-image's `data` module gives it (the motorcycle is a stereo pair's left).
 SKIMAGE_PHOTOS = {
@@ -57,6 +57,7 @@ def recorded_true_class(path):
         record = getattr(image, "text", {}).get(TRUE_CLASS)
     if record is None:
         return None
-    if not (record.isdecimal() and int(record) < NUM_CLASSES):
+    index = recorded_class(record)
+    if index is None:
         raise UserError(f"{path}: its {TRUE_CLASS!r} record is damaged ({record[:20]!r})")
-    return int(record)
+    return index

@@ -4,6 +4,7 @@ to run without changing what it computes."""
 
 import contextlib
 import hashlib
+import io
 import pickle
 import sys
 import warnings
@@ -38,6 +39,23 @@ SQUEEZENET_MODULES = {
     "conv10": "classifier.1",
 }
 FIRE_PARTS = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}
+
+
+def state_dict_writer(model, name):
+    """write(tmp) for write_all: `model`'s state_dict, as torch.save writes it. Refused at
+    once if any weight is not finite (training that diverged saves nothing: no step could
+    read the file). Serialised in memory first, so a full disk is the system's "No space
+    left on device", not torch's "[enforce fail ...] unexpected pos"."""
+    state = model.state_dict()
+    if not all(t.isfinite().all() for t in state.values() if t.is_floating_point()):
+        raise UserError(f"{name}: training diverged (weights that are not finite); not saved")
+
+    def write(tmp):
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        Path(tmp).write_bytes(buffer.getbuffer())
+
+    return write
 
 
 def resnet18_cache_file():
