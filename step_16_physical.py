@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-from adversarial.attacks import PGD
-from adversarial.attacks.eot import EOT
+from adversarial.attacks import EOT, PGD
 from adversarial.models import load_model, pick_device, predict
 from adversarial.physical import measure, print_report, report_writers
 from adversarial.plumbing import cli
@@ -29,8 +28,6 @@ from adversarial.plumbing.samples import (
     true_class,
 )
 from adversarial.transforms import Camera
-
-ANGLES = tuple(range(-45, 46, 15))  # the plot's rotations, beyond the sampled 22.5 degrees
 
 
 def parse_args(argv):
@@ -51,6 +48,12 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--draws", type=cli.int_in(1, 1000), default=4, help="transformations per plotted angle"
+    )
+    parser.add_argument(
+        "--angles",
+        type=cli.list_of(cli.degrees),
+        default="-45,-30,-15,0,15,30,45",
+        help="the plot's rotations, beyond the 22.5 degrees sampled (default -45,-30,...,45)",
     )
     parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
@@ -97,7 +100,7 @@ def main(argv=None):
     camera = Camera()
 
     def progress(step, loss, predicted):
-        if step % 10 == 0 or step == args.steps - 1:
+        if step < args.steps and (step % 10 == 0 or step == args.steps - 1):
             share = (predicted == target).float().mean()
             print(f"EOT step {step}: loss {loss.mean():.2f}, sampled views on target {share:.0%}")
 
@@ -109,12 +112,12 @@ def main(argv=None):
 
     # Measured on the saved PNGs (each file is read back and must hold these pixels).
     measured = measure(
-        model, x, plain, robust, own, target, camera, ANGLES, args.fresh, args.draws, args.seed
+        model, x, plain, robust, own, target, camera, args.angles, args.fresh, args.draws, args.seed
     )
     print_report(measured, names, own, target, args.fresh)
     title = f"{model.name}, epsilon {args.epsilon * 255:.3g}/255, {len(names)} photo(s)"
     writers = report_writers(
-        measured, names, own, target, ANGLES, camera.max_angle, title, plot, csv
+        measured, names, own, target, args.angles, camera.max_angle, title, plot, csv
     )
     for i in range(len(names)):
         writers[pngs["plain"][i]] = checked_image_writer(plain[i : i + 1], pngs["plain"][i])

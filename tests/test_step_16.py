@@ -2,13 +2,19 @@
 beats plain PGD under fresh transformations (measured here, on a tiny setting); the step's
 PNGs stay within epsilon and its rates are those of the saved files; seeds reproduce."""
 
+import csv
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LITE0, assert_clean_error, call, files_in, succeeded
 
+import step_16_physical
 from adversarial.attacks import PGD
 from adversarial.attacks.eot import EOT
 from adversarial.models import load_model, predict
+from adversarial.physical import fresh_generator
+from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.samples import sample_photo
 from adversarial.transforms import Camera, CameraTransform
 
@@ -107,3 +113,49 @@ def test_seeded_eot_is_reproducible(small_coffee):
     ]
     assert torch.equal(runs[0].adversarial, runs[1].adversarial)
     assert not torch.equal(runs[0].adversarial, runs[2].adversarial)
+
+
+TINY = ["--steps", "1", "--samples", "1", "--fresh", "2", "--draws", "1", "--angles", "0"]
+
+
+def test_the_step_writes_both_pngs_within_epsilon_and_its_rates_are_the_saved_files(
+    coffee, tmp_path
+):
+    args = [coffee, "--target", "goldfish", "--epsilon", "4/255", *TINY, *LITE0]
+    lines = succeeded(call(step_16_physical, *args, "--output-dir", tmp_path))
+    assert lines[:2] == [
+        "coffee.png: espresso",
+        "Target: goldfish, Carassius auratus; epsilon 4/255 on the saved PNG",
+    ]
+    x = load_image_tensor(coffee)
+    saved = {}
+    for kind in ("plain", "eot"):
+        saved[kind] = load_image_tensor(tmp_path / f"adversarial_{kind}.png")
+        assert saved[kind].shape == (1, 3, 224, 224)
+        assert ((saved[kind] - x).abs().max() * 255).round() <= 4
+    with open(tmp_path / "physical.csv", newline="") as file:
+        rows = {row["image"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"clean photo", "plain PGD", "EOT"}
+    # The fresh photographs, drawn again from the seed: the shares of the files on disk.
+    model = load_model("efficientnet_lite0")
+    generator = fresh_generator(0)
+    photographs = [Camera().sample(generator) for _ in range(2)]
+    espresso = int(predict(model, x).argmax())
+    images = {"clean photo": (x, espresso), "plain PGD": (saved["plain"], GOLDFISH)}
+    images["EOT"] = (saved["eot"], GOLDFISH)
+    for name, (image, wanted) in images.items():
+        hits = sum(int(predict(model, t(image)).argmax()) == wanted for t in photographs)
+        assert float(rows[name]["share of fresh"]) == pytest.approx(hits / 2)
+    assert (tmp_path / "physical.png").stat().st_size > 0
+
+
+def test_bad_input_is_one_line_and_writes_nothing(coffee, tmp_path):
+    assert_clean_error(call(step_16_physical, "--output-dir", tmp_path), "give one image")
+    both = call(step_16_physical, coffee, "--photos", "imagenet_01", "--output-dir", tmp_path)
+    assert_clean_error(both, "give one image")
+    already = call(
+        step_16_physical, coffee, "--target", "espresso", *LITE0, "--output-dir", tmp_path
+    )
+    assert_clean_error(already, "already the target")
+    assert_clean_error(call(step_16_physical, coffee, "--angles", "200"), "-180 to 180")
+    assert files_in(tmp_path) == []
