@@ -14,7 +14,7 @@ import torch
 
 from adversarial.attacks import EOT, PGD
 from adversarial.models import load_model, pick_device, predict
-from adversarial.physical import measure, print_report, report_writers
+from adversarial.physical import measure, print_one_change, print_report, report_writers
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.files import check_outputs, write_all
@@ -114,6 +114,7 @@ def main(argv=None):
     measured = measure(
         model, x, plain, robust, own, target, camera, args.angles, args.fresh, args.draws, args.seed
     )
+    print_one_change(model, x, plain, robust, own, target)
     print_report(measured, names, own, target, args.fresh)
     title = f"{model.name}, epsilon {args.epsilon * 255:.3g}/255, {len(names)} photo(s)"
     writers = report_writers(

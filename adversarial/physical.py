@@ -10,8 +10,23 @@ from adversarial.models import device_of
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.labels import short_label
 from adversarial.plumbing.tables import csv_writer, format_table
+from adversarial.transforms import CameraTransform
 
 ROWS = ("clean photo", "plain PGD", "EOT")  # the three images measured for each photo
+# One change of the camera at a time, each within (or at the edge of) the Camera's ranges.
+ONE_CHANGE = {
+    "turned 1 degree": CameraTransform(angle=1.0),
+    "turned 5 degrees": CameraTransform(angle=5.0),
+    "scaled by 0.95": CameraTransform(scale=0.95),
+    "scaled by 1.05": CameraTransform(scale=1.05),
+    "shifted 2% right": CameraTransform(shift=(0.02, 0.0)),
+    "brightness 0.8": CameraTransform(brightness=0.8),
+    "brightness 1.2": CameraTransform(brightness=1.2),
+    "contrast 0.8": CameraTransform(contrast=0.8),
+    "blurred, sigma 1": CameraTransform(blur=1.0),
+    "JPEG quality 95": CameraTransform(quality=95),
+    "JPEG quality 60": CameraTransform(quality=60),
+}
 
 
 def fresh_generator(seed):
@@ -51,6 +66,28 @@ def measure(model, clean, plain, eot, own, target, camera, angles, fresh, draws,
         fixed = [camera.sample(generator, angle=angle) for _ in range(draws)]
         by_angle.append(shares(model, x, wanted, fixed).view(3, n))
     return Measured(shares(model, x, wanted, random).view(3, n), torch.stack(by_angle))
+
+
+@torch.no_grad()
+def print_one_change(model, clean, plain, eot, own, target):
+    """Which single change of the camera each image survives: classified as wanted (its
+    own class for the clean photo, the target for the others), for each photo."""
+    device = device_of(model)
+    x = torch.cat([clean, plain, eot]).to(device)
+    wanted = torch.cat([own, torch.full_like(own, target), torch.full_like(own, target)])
+    n = len(clean)
+    rows = [["as saved", *_counts(model(x).argmax(1).cpu() == wanted, n)]]
+    for name, t in ONE_CHANGE.items():
+        rows.append([name, *_counts(model(t(x)).argmax(1).cpu() == wanted, n)])
+    print("One change at a time: still classified as wanted?")
+    for line in format_table(["photograph", *ROWS], rows):
+        print(line)
+
+
+def _counts(hits, n):
+    """Per image kind: yes or no for one photo, else how many of the photos."""
+    per_kind = hits.view(3, n).sum(1).tolist()
+    return [("yes" if k else "no") if n == 1 else f"{k}/{n}" for k in per_kind]
 
 
 def percent(share):
