@@ -127,6 +127,9 @@ def test_the_step_writes_both_pngs_within_epsilon_and_its_rates_are_the_saved_fi
         "coffee.png: espresso",
         "Target: goldfish, Carassius auratus; epsilon 4/255 on the saved PNG",
     ]
+    one_change = lines.index("One change at a time: still classified as wanted?")
+    assert lines[one_change + 1].split() == ["photograph", "clean", "photo", "plain", "PGD", "EOT"]
+    assert lines[one_change + 3].split()[:3] == ["turned", "1", "degree"]
     x = load_image_tensor(coffee)
     saved = {}
     for kind in ("plain", "eot"):
