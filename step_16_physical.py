@@ -85,7 +85,8 @@ def main(argv=None):
     known = [recorded_true_class(args.image)] if args.image else map(true_class, names)
     own = torch.tensor([c if t is None else t for c, t in zip(classes, known, strict=True)])
     if (own == target).any():
-        raise UserError(f"{names[int((own == target).nonzero()[0, 0])]} is already the target")
+        name = names[int((own == target).nonzero()[0, 0])]
+        raise UserError(f"{name} is already {label(target)}: pick another --target")
     for name, c in zip(names, classes, strict=True):
         print(f"{name}: {label(c)}")
     print(f"Target: {label(target)}; epsilon {args.epsilon * 255:.3g}/255 on the saved PNG")
@@ -104,8 +105,9 @@ def main(argv=None):
             share = (predicted == target).float().mean()
             print(f"EOT step {step}: loss {loss.mean():.2f}, sampled views on target {share:.0%}")
 
-    eot = EOT(model, args.epsilon, camera, args.steps, args.samples, seed=args.seed)
-    eot.on_step = progress
+    eot = EOT(
+        model, args.epsilon, camera, args.steps, args.samples, seed=args.seed, on_step=progress
+    )
     robust = eot(x, labels).adversarial.cpu()
     gradients = args.steps * args.samples
     print(f"EOT: {args.steps} steps of {args.samples} photographs, {gradients} gradients per photo")

@@ -77,11 +77,14 @@ def arts(model, x, labels, steps):
         max_iter=steps,
         targeted=True,
         num_random_init=1,
-        batch_size=len(x),
+        batch_size=1,
         verbose=False,
     )
     y = np.eye(1000, dtype=np.float32)[labels.numpy()]
-    x_adversarial = torch.from_numpy(attack.generate(x.numpy(), y=y))
+    # One photo at a time: with a batch, ART's own success count after the attack compares
+    # the predictions of all the rotated copies with the labels of the batch, and fails.
+    x_adversarial = [attack.generate(x[i : i + 1].numpy(), y=y[i : i + 1]) for i in range(len(x))]
+    x_adversarial = torch.from_numpy(np.concatenate(x_adversarial))
     return LinfBall(x, EPSILON).saved(x_adversarial)  # what its PNG would hold
 
 

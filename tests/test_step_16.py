@@ -159,6 +159,6 @@ def test_bad_input_is_one_line_and_writes_nothing(coffee, tmp_path):
     already = call(
         step_16_physical, coffee, "--target", "espresso", *LITE0, "--output-dir", tmp_path
     )
-    assert_clean_error(already, "already the target")
+    assert_clean_error(already, "coffee.png is already espresso: pick another --target")
     assert_clean_error(call(step_16_physical, coffee, "--angles", "200"), "-180 to 180")
     assert files_in(tmp_path) == []
