@@ -61,8 +61,8 @@ class Camera:
     angle in [-max_angle, max_angle], the shift up to `shift` of the side each way), drawn
     from a torch.Generator so that a seed gives the same photographs every time.
 
-    Athalye et al. (2018) sampled rotations of up to 22.5 degrees, rescaling and lighting
-    changes for their 2D examples; blur and JPEG stand in for the camera itself.
+    Athalye et al. (2018) sampled rotations, rescaling, shifts and lighting changes for
+    their 2D examples; blur and JPEG stand in for the camera itself.
     """
 
     max_angle: float = 22.5
