@@ -51,13 +51,18 @@ class Measured(NamedTuple):
     by_angle: torch.Tensor  # (angles, 3, photos): share of the draws at each angle
 
 
+def _images_and_wanted(model, clean, plain, eot, own, target):
+    """The three images of every photo in one batch (ROWS' order) on the model's device,
+    and the class each should keep: the photo's own, then the target twice."""
+    x = torch.cat([clean, plain, eot]).to(device_of(model))
+    return x, torch.cat([own, torch.full_like(own, target), torch.full_like(own, target)])
+
+
 def measure(model, clean, plain, eot, own, target, camera, angles, fresh, draws, seed):
     """The clean photos (judged against their own class), plain PGD's and EOT's PNGs
     (against the target), under `fresh` random transformations, and under `draws` at
     each angle of `angles` (the rest of each transformation drawn as usual)."""
-    device = device_of(model)
-    x = torch.cat([clean, plain, eot]).to(device)
-    wanted = torch.cat([own, torch.full_like(own, target), torch.full_like(own, target)])
+    x, wanted = _images_and_wanted(model, clean, plain, eot, own, target)
     generator = fresh_generator(seed)
     random = [camera.sample(generator) for _ in range(fresh)]
     n = len(clean)
@@ -72,9 +77,7 @@ def measure(model, clean, plain, eot, own, target, camera, angles, fresh, draws,
 def print_one_change(model, clean, plain, eot, own, target):
     """Which single change of the camera each image survives: classified as wanted (its
     own class for the clean photo, the target for the others), for each photo."""
-    device = device_of(model)
-    x = torch.cat([clean, plain, eot]).to(device)
-    wanted = torch.cat([own, torch.full_like(own, target), torch.full_like(own, target)])
+    x, wanted = _images_and_wanted(model, clean, plain, eot, own, target)
     n = len(clean)
     rows = [["as saved", *_counts(model(x).argmax(1).cpu() == wanted, n)]]
     for name, t in ONE_CHANGE.items():
