@@ -2,6 +2,8 @@
 
     apgd.py      Auto-PGD (APGD, APGDTargeted): PGD with a step size halved on schedule,
                  and the DLR loss, which scaled logits cannot hide from
+    eot.py       EOT: PGD on the expected loss over a distribution of transformations
+                 (an example that survives being photographed)
     gradient.py  the tutorial's SGD, FGSM and PGD: white-box, L-inf, a budget epsilon;
                  PGDL2, the same in an L2 ball
     minimal.py   no budget, the smallest change: DeepFool (L2, L-inf), CarliniWagnerL2,
@@ -17,6 +19,7 @@ an ensemble) and returns an AttackResult judged on the image as it would be save
 """
 
 from adversarial.attacks.apgd import APGD, APGDTargeted
+from adversarial.attacks.eot import EOT
 from adversarial.attacks.gradient import FGSM, PGD, PGDL2, TutorialSGD
 from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels
 from adversarial.attacks.noise import random_signs
@@ -32,6 +35,7 @@ from adversarial.attacks.shared import (
 
 __all__ = [
     "APGD",
+    "EOT",
     "FGSM",
     "PGD",
     "PGDL2",

@@ -133,6 +133,17 @@ def number_in(low, high):
     return parse
 
 
+def degrees(text):
+    """argparse type: an angle in degrees, a number from -180 to 180."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
+    if not -180 <= value <= 180:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be from -180 to 180 degrees, got {shown(text)}")
+    return value
+
+
 def share(text):
     """argparse type: a share of a whole, a number in (0, 1]."""
     value = positive_float(text)
