@@ -155,7 +155,8 @@ def compare_on_digits(models, x, y, queries, seed, cw_searches, cw_steps):
         decide = model_decision(model)
         result = HopSkipJump(decide, queries, seed=seed, batch=1000)(x[right], y[right])
         cw = white_box_l2(model, x[right], y[right], cw_searches, cw_steps).tolist()
-        found = [f"{m:.3g}" for m in medians(result.trace, budgets)]
+        found = [f"{m:.3g}" for m in medians(result.trace, budgets)] if right.any() else []
+        found += ["n/a"] * (len(budgets) - len(found))
         rows.append([name, str(int(right.sum())), quartiles(cw), *found])
     print("Median L2 of the best adversarial digit (HopSkipJump, L2, untargeted) within each")
     print(f"budget, on those of the first {len(y)} held-out digits each model classifies right:")

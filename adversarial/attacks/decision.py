@@ -139,9 +139,9 @@ class HopSkipJump:
             start = None if starts is None else starts[i : i + 1]
             oracles.append(self.attack(x[i : i + 1], labels[i], start))
         return DecisionResult(
-            adversarial=torch.cat([oracle.best for oracle in oracles]),
-            success=torch.tensor([bool(oracle.trace) for oracle in oracles]),
-            queries=torch.tensor([oracle.used for oracle in oracles]),
+            adversarial=torch.cat([x[:0], *(oracle.best for oracle in oracles)]),
+            success=torch.tensor([bool(oracle.trace) for oracle in oracles], dtype=torch.bool),
+            queries=torch.tensor([oracle.used for oracle in oracles], dtype=torch.long),
             by_kind=[oracle.by_kind for oracle in oracles],
             trace=[oracle.trace for oracle in oracles],
         )
