@@ -56,11 +56,15 @@ class Oracle:
         asked = images[:left]
         classes = self.decide(asked)
         adversarial = classes == self.label if self.targeted else classes != self.label
-        distances = distance(asked - self.x, self.norm)
-        for i in adversarial.nonzero()[:, 0].tolist():  # in the order they were asked
-            if distances[i] < self.best_distance:
-                self.best, self.best_distance = asked[i : i + 1].clone(), float(distances[i])
-                self.trace.append((self.used + i + 1, self.best_distance))
+        # In the order they were asked: each adversarial image closer than all before it.
+        found = torch.where(adversarial, distance(asked - self.x, self.norm), math.inf).cpu()
+        closest_before = torch.cat([torch.tensor([math.inf]), found.cummin(0).values[:-1]])
+        closer = found < closest_before.clamp(max=self.best_distance)
+        for i in closer.nonzero()[:, 0].tolist():
+            self.trace.append((self.used + i + 1, float(found[i])))
+        if closer.any():
+            self.best_distance = self.trace[-1][1]
+            self.best = asked[self.trace[-1][0] - self.used - 1][None].clone()
         self.used += len(asked)
         self.by_kind[kind] += len(asked)
         if len(asked) < len(images):
