@@ -103,7 +103,8 @@ class HopSkipJump:
     the boundary point (the sign of each answer times its probe, the mean answer subtracted
     as a baseline), step along it (L-inf: along its sign) by dist / sqrt(t), halving the
     step until the image is adversarial again (geometric search), and binary search back
-    toward x. The sample count grows as 100 sqrt(t).
+    toward x. The sample count grows as 100 sqrt(t); the probes go to `decide` `batch` at a
+    time (one forward pass each).
 
     On the 8-bit grid: every image asked about is one a PNG can hold. Binary searches stop
     when no grid image is left between their ends; the probes are rounded to the grid at
