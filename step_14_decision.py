@@ -14,7 +14,7 @@ import torch
 
 from adversarial import label_only
 from adversarial.attacks.decision import HopSkipJump, model_decision
-from adversarial.attacks.minimal import sizes
+from adversarial.attacks.minimal import fools, sizes
 from adversarial.models import load_model, pick_device, predict
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import AttackFailed, UserError
@@ -116,7 +116,9 @@ def attack_one(args):
         cw = label_only.cw_example(
             model, x.to(device), labels.to(device), args.cw_searches, args.cw_steps, targeted
         )
-        picture = label_only.walk_writer(x, [*steps, ("white box (CW-L2)", cw)], title)
+        fooled = fools(model, cw.to(device), labels.to(device), targeted)[0]
+        name = "white box (CW-L2)" if fooled else "CW-L2: not adversarial"
+        picture = label_only.walk_writer(x, [*steps, (name, cw)], title)
         write_all({walk_png: picture})
         print(f"Saved {walk_png.name} in {walk_png.parent}")
 
