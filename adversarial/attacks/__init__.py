@@ -1,5 +1,7 @@
 """Attacks on image classifiers, one class per attack, one module per family.
 
+    decision.py  HopSkipJump: label-only, given a function from images to their top class
+                 (model_decision), never the model; every query counted
     apgd.py      Auto-PGD (APGD, APGDTargeted): PGD with a step size halved on schedule,
                  and the DLR loss, which scaled logits cannot hide from
     eot.py       EOT: PGD on the expected loss over a distribution of transformations
@@ -19,6 +21,7 @@ an ensemble) and returns an AttackResult judged on the image as it would be save
 """
 
 from adversarial.attacks.apgd import APGD, APGDTargeted
+from adversarial.attacks.decision import HopSkipJump, model_decision
 from adversarial.attacks.eot import EOT
 from adversarial.attacks.gradient import FGSM, PGD, PGDL2, TutorialSGD
 from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels
@@ -44,11 +47,13 @@ __all__ = [
     "CarliniWagnerL2",
     "DeepFool",
     "GreedyPixels",
+    "HopSkipJump",
     "L2Ball",
     "LinfBall",
     "Square",
     "TutorialSGD",
     "attack_labels",
+    "model_decision",
     "model_query",
     "quantize",
     "random_signs",

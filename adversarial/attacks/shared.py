@@ -85,10 +85,16 @@ def uniform_start(x, epsilon, seed=None):
         return torch.empty_like(x).uniform_(-epsilon, epsilon)
     starts = []
     for image in x:
-        digest = hashlib.sha256(f"{seed}:".encode() + quantize(image).cpu().numpy().tobytes())
-        generator = torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little"))
+        generator = image_generator(seed, image)
         starts.append(torch.empty(image.shape).uniform_(-epsilon, epsilon, generator=generator))
     return torch.stack(starts).to(x.device)
+
+
+def image_generator(seed, image):
+    """A CPU generator seeded by `seed` and the image's own 8-bit pixels: an image draws
+    the same numbers in any batch, and two different images draw different ones."""
+    digest = hashlib.sha256(f"{seed}:".encode() + quantize(image).cpu().numpy().tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little"))
 
 
 class _StraightThrough(torch.autograd.Function):

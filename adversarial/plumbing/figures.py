@@ -46,19 +46,23 @@ def comparison_writer(panels, title):
     return lambda tmp: canvas.save(tmp, format="PNG")
 
 
-def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="linear"):
+def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="linear", yscales=None):
     """Line plots side by side: panels is [(title, curves)], each curve (label, y values,
         matplotlib style with a colour, e.g. "ro-") or (label, y values, style, baseline): a
         baseline is drawn as a dotted horizontal line of the same colour (e.g. the value with
         no defense). `mark` draws a dotted vertical line (label, x) in each, or one per item of a
     list of (label, x, colour); xscale "log" spaces
-        x logarithmically (e.g. queries, from 2 to 10,000). Returns
+        x logarithmically (e.g. queries, from 2 to 10,000). ylabel: one for all panels or
+        one per panel; yscales: per panel, "linear" (a share: from 0 to 1) or "log". Returns
         write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
     Figure = _matplotlib_figure()
     # The object-oriented API renders off-screen and never opens a window.
     figure = Figure(figsize=(6.4 * len(panels), 4), layout="constrained")
     all_axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for axes, (title, curves) in zip(all_axes, panels, strict=True):
+    ylabels = [ylabel] * len(panels) if isinstance(ylabel, str) else ylabel
+    for axes, (title, curves), label_y, yscale in zip(
+        all_axes, panels, ylabels, yscales or ["linear"] * len(panels), strict=True
+    ):
         for name, values, style, *baseline in curves:
             (line,) = axes.plot(x_values, values, style, label=_literal(name))
             if baseline:
@@ -66,7 +70,10 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="lin
         marks = [] if mark is None else mark if isinstance(mark, list) else [(*mark, "grey")]
         for label, x, color in marks:
             axes.axvline(x, color=color, linestyle=":", label=label)
-        axes.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=_literal(title))
+        axes.set(xlabel=xlabel, ylabel=label_y, title=_literal(title))
+        axes.set_yscale(yscale)
+        if yscale == "linear":
+            axes.set_ylim(0, 1.02)
         axes.set_xscale(xscale)
         axes.set_xticks(x_values, [f"{x:g}" for x in x_values])
         axes.legend()
