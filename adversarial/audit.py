@@ -354,9 +354,9 @@ def report(result, title):
             "attack) stands, as far as these attacks can tell."
         )
     else:
+        more = ": an attack written for this defense may find more" if worst > 0 else ""
         print(
             f"Verdict: {len(failed)} check(s) failed: the white-box figures are not to be "
             f"trusted (PGD says {majority['PGD']:.1%}). Robust accuracy is at most {figure} "
-            "(the worst case over every attack): an attack written for this defense may "
-            "find more."
+            f"(the worst case over every attack){more}."
         )
