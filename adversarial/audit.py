@@ -69,7 +69,7 @@ class Audit(NamedTuple):
     robust: dict  # attack name -> (N,) bool: right (majority vote), not fooled by it
     checks: list  # [Check]
     per_draw: dict  # attack name -> (N,) float: the share of draws right (0 or 1 if not random)
-    randomized: bool  # two forward passes on the same input differed
+    randomized: tuple  # (EOT draws, votes) if two forward passes differed, else ()
     blind: tuple  # the gradient attacks whose loss had no gradient on the examples
 
 
@@ -270,7 +270,8 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
         for name in gradient_attacks
         if (blind["DLR"] if "DLR" in name else blind["cross-entropy"])
     )
-    return Audit(epsilon, n, clean, robust, checks, per_draw, randomized, blind_attacks)
+    random = (budget.draws, budget.votes) if randomized else ()
+    return Audit(epsilon, n, clean, robust, checks, per_draw, random, blind_attacks)
 
 
 def check(name, share, measured):
@@ -320,9 +321,11 @@ def report(result, title):
     majority = {name: standing.float().mean().item() for name, standing in result.robust.items()}
     clean = result.clean.float().mean().item()
     if result.randomized:
+        draws, votes = result.randomized
         print(
             "Randomized: two forward passes on the same input differ. The gradient attacks "
-            "average their loss over draws (EOT); each example is judged on repeated draws."
+            f"average their loss over {draws} draws (EOT); each example is judged on "
+            f"{votes} draws."
         )
     print(f"Clean accuracy: {clean:.1%}" + (" (majority vote)" if result.randomized else ""))
     rows = [["PASS" if c.passed else "FAIL", c.name, c.figures] for c in result.checks]
