@@ -115,17 +115,22 @@ def autoattack_attacks(model, epsilon, budget, randomized=False):
             "APGD-CE": APGD(eot, epsilon, budget.steps, loss="ce", seed=seed),
             "APGD-DLR": APGD(eot, epsilon, budget.steps, loss="dlr", seed=f"{seed}/DLR"),
         }
-    # Square reads float64 log-probabilities: its margin is the logits' (AutoAttack's).
-    query = model_query(model, log=True)
     return {
         "APGD-CE": APGD(model, epsilon, budget.steps, loss="ce", seed=seed),
         "APGD-T (DLR)": APGDTargeted(
             model, epsilon, budget.steps, budget.target_classes, seed=seed
         ),
-        "Square": Square(
-            query, epsilon, budget.queries, budget.p_init, seed=seed, log_probabilities=True
-        ),
+        "Square": square_on_logits(model, epsilon, budget),
     }
+
+
+def square_on_logits(model, epsilon, budget):
+    """Square reading float64 log-probabilities: its margin is the logits' (as AutoAttack's
+    Square reads logits), so scaling them changes none of its decisions."""
+    query = model_query(model, log=True)
+    return Square(
+        query, epsilon, budget.queries, budget.p_init, seed=budget.seed, log_probabilities=True
+    )
 
 
 def autoattack(model, x, y, epsilon, budget):
@@ -188,14 +193,7 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
         **autoattack_attacks(model, epsilon, budget, randomized),
     }
     if randomized:  # the score-only attack, on one draw per query
-        attacks["Square"] = Square(
-            model_query(model, log=True),
-            epsilon,
-            budget.queries,
-            budget.p_init,
-            seed=seed,
-            log_probabilities=True,
-        )
+        attacks["Square"] = square_on_logits(model, epsilon, budget)
     results = {name: attack(x, y) for name, attack in attacks.items()}
     shares = {name: judged(result.adversarial) for name, result in results.items()}
     fooled = {name: share <= 0.5 for name, share in shares.items()}  # by majority vote
