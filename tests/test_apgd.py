@@ -53,13 +53,60 @@ def test_the_checkpoints_for_100_steps_are_the_papers():
     assert checkpoints(100) == [0, 22, 41, 57, 70, 80, 87, 93, 99]
 
 
-@pytest.mark.parametrize("steps", [5, 20, 37, 100, 1000])
-def test_the_checkpoints_are_the_formula_for_any_budget(steps):
-    """The same recurrence in whole hundredths (no float), ceil(p * steps / 100)."""
-    p = [0, 22]
-    while p[-1] + max(p[-1] - p[-2] - 3, 6) <= 100:
-        p.append(p[-1] + max(p[-1] - p[-2] - 3, 6))
-    assert checkpoints(steps) == sorted({-(-p_j * steps // 100) for p_j in p})
+def test_the_checkpoints_for_other_budgets_are_autoattacks_code():
+    # autopgd_base.py: periods of int(0.22 n), shrinking by int(0.03 n) to int(0.06 n),
+    # each at least 1. At 20 steps: 4, then 3, 2 and 1 from then on.
+    assert checkpoints(20) == [0, 4, 7, 9, *range(10, 20)]
+    # At 50: periods of 11, 10, 9, 8, 7 (shrinking by 1); the next, 6, passes the budget.
+    assert checkpoints(50) == [0, 11, 21, 30, 38, 45]
+    assert checkpoints(1) == [0]
+
+
+class Pixel(nn.Module):
+    """A one-pixel "image" p read as logits (100, p): always class 0, never fooled, so
+    every APGD run takes every step; the loss (a function of p) is the test's."""
+
+    def forward(self, x):
+        p = x.flatten(1)[:, :1]
+        return torch.cat([100 + 0 * p, p], 1)
+
+
+def pixels_seen(loss, steps=100):
+    """Each iterate's pixel p (in levels), from APGD on one pixel at 0.1 in a ball of 0.1
+    (so p in [0, 0.2], 0 to 51 levels), raising `loss` of p."""
+    losses = []
+    on_step = lambda step, f, predicted: losses.append(f.item())  # noqa: E731
+    x = torch.full((1, 1, 1, 1), 0.1)
+    of_p = lambda logits, labels: loss(logits[..., 1].mean(0))  # noqa: E731
+    APGD(Pixel(), 0.1, steps, loss=of_p, seed=SEED, on_step=on_step)(x, torch.zeros(1).long())
+    return losses
+
+
+def test_apgd_halves_its_step_size_when_it_oscillates():
+    """The loss peaks between two levels, at 25.5: steps of eta = 2 epsilon (51 levels) jump
+    across the ball. Only halving, checkpoint after checkpoint, brings the iterates to the
+    peak: eight halvings in 100 steps leave eta at 51 / 256 of a level."""
+    peak = 25.5 / 255
+    losses = pixels_seen(lambda p: -(p - peak).abs())
+    distances = [-f * 255 for f in losses]  # in levels
+    assert max(distances[-10:]) <= 3, distances
+    assert max(distances[:10]) > 10  # it started with large steps
+
+
+def test_apgd_restarts_from_its_best_point():
+    """The loss is -p, but its gradient says raise p (a misleading gradient, passed
+    straight through): the iterates climb to the ball's edge (51 levels) and stay, their
+    loss flat. At the first checkpoint APGD must go back to its best point, the start."""
+
+    def misleading(p):
+        return -p.detach() + (p - p.detach())
+
+    losses = pixels_seen(misleading)
+    levels = [-f * 255 for f in losses]
+    first = checkpoints(100)[1]
+    assert levels[first] == pytest.approx(51)  # at the edge when the checkpoint comes
+    assert levels[first + 1] < 51 - 1  # back from it, towards the start
+    assert min(levels[first + 1 :]) <= levels[0] + 1  # at the best point again
 
 
 def test_dlr_is_the_papers_ratio_and_ignores_the_logits_scale():
@@ -158,7 +205,7 @@ def test_apgd_ce_fools_at_least_as_many_digits_as_fgsm_and_pgd(data, standard):
         verdicts = fooled(standard, result.adversarial, y_test)
         assert torch.equal(result.success, verdicts)
         counts[name] = verdicts.sum().item()
-    # Measured: FGSM 144, PGD 160, APGD-CE 164, APGD-T 165 of 360 held-out digits.
+    # Measured: FGSM 144, PGD 160, APGD-CE 164, APGD-T 166 of 360 held-out digits.
     assert counts["APGD-CE"] >= counts["PGD"] >= counts["FGSM"]
     assert counts["APGD-T"] >= counts["FGSM"]
     assert (apgd.steps <= steps).all()
@@ -181,7 +228,7 @@ def test_dlr_sees_through_logits_scaled_to_mask_the_gradient(data, standard):
         for attack_name, attack in attacks.items():
             counts[name, attack_name] = fooled(model, attack(x, y).adversarial, y).sum().item()
     misclassified = fooled(standard, x, y).sum().item()
-    # Measured, plain -> scaled: PGD 87 -> 7 (5 misclassified clean), APGD-DLR 82 -> 82,
+    # Measured, plain -> scaled: PGD 87 -> 7 (5 misclassified clean), APGD-DLR 81 -> 81,
     # APGD-T 88 -> 88.
     assert counts["scaled", "PGD"] <= misclassified + 0.1 * counts["plain", "PGD"]
     for attack_name in ("APGD-DLR", "APGD-T"):

@@ -1,6 +1,9 @@
 """The audit: the worst case per example, the checks on a sound model, on a decoy whose
 gradients vanish and on a defense autograd cannot see through, and step 11's modes."""
 
+import contextlib
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,8 +12,8 @@ from torch import nn
 
 import step_11_audit
 from adversarial import digits
-from adversarial.attacks import LinfBall
-from adversarial.audit import Budget, SaturatedLogits, ZeroGradient, audit, worst_case
+from adversarial.attacks import LinfBall, quantize
+from adversarial.audit import Budget, SaturatedLogits, ZeroGradient, audit, report, worst_case
 from adversarial.training import goodfellow_loss
 
 BUDGET = Budget(steps=30, target_classes=2, queries=100)
@@ -150,6 +153,103 @@ def test_each_check_fails_on_a_model_built_to_fail_it(trained):
     assert {"random noise does no better", "the score-only attack does no better"} <= failed(
         audit(corners, x, y, 0.2, BUDGET)
     )
+
+
+class Thermometer(nn.Module):
+    """The model on its input rounded to the 17 ink levels by a thermometer encoding, its
+    bits computed as comparisons (Buckman et al. 2018, written the usual way): the output
+    has no autograd graph back to the input."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.register_buffer("thresholds", (torch.arange(16) + 0.5) / 16)
+
+    def forward(self, x):
+        bits = (x[..., None] > self.thresholds).float()
+        return self.model(bits.mean(-1))
+
+
+class Noisy(nn.Module):
+    """The model on its input plus fresh Gaussian noise at every forward pass."""
+
+    def __init__(self, model, sigma):
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x):
+        return self.model(x + self.sigma * torch.randn_like(x))
+
+
+class Refusing(nn.Module):
+    """A detector: class 0, firmly, whenever a pixel leaves the digits' 17 ink levels;
+    otherwise the model. Its gradient is the model's at the clean digits, and zero
+    wherever an attack has moved a pixel off the levels."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        on_levels = quantize((x * 16).round() / 16)
+        off = ((x - on_levels).abs() > 1e-4).flatten(1).any(1)
+        refusal = torch.zeros(len(x), 10, device=x.device)
+        refusal[:, 0] = 100.0
+        return torch.where(off[:, None], refusal, self.model(x))
+
+
+TINY = Budget(steps=10, target_classes=1, queries=100, draws=4, votes=25)
+
+
+def verdict(result):
+    """The report's last line."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report(result, "a test")
+    return out.getvalue().splitlines()[-1]
+
+
+def test_a_model_with_no_graph_fails_the_gradient_check_and_square_still_runs(trained):
+    models, _, x, y = trained
+    x, y = x[:60], y[:60]
+    result = audit(Thermometer(models["standard"]), x, y, 0.2, TINY)  # no traceback
+    assert "gradients are finite and not zero" in failed(result)
+    assert set(result.blind) == {"FGSM", "PGD", "APGD-CE", "APGD-T (DLR)"}
+    assert "accuracy falls to about 0 at a large epsilon" in failed(result)  # PGD cannot move
+    # Square, which needs no gradient, still ran: it fools what the blind attacks missed.
+    square = result.robust["Square"].float().mean()
+    assert square < result.robust["PGD"].float().mean() - 0.2
+    assert "at most" in verdict(result) and "stands" not in verdict(result)
+
+
+def test_a_randomized_model_is_attacked_with_eot_and_judged_on_draws(trained):
+    """At 1/255 the noisy model keeps most digits on most draws. Counting a digit fooled
+    the first time one noisy pass errs (one draw) would report a far lower figure."""
+    models, _, x, y = trained
+    x, y = x[:60], y[:60]
+    noisy = Noisy(models["standard"], 0.1)
+    result = audit(noisy, x, y, 1 / 255, TINY)
+    assert result.randomized
+    clean = result.clean.float().mean().item()
+    worst = result.robust["every attack, worst case"].float().mean().item()
+    assert worst >= 0.8 * clean
+    per_draw = result.per_draw["every attack, worst case"]
+    assert ((per_draw > 0) & (per_draw < 1)).any()  # shares of draws, not verdicts of one
+    assert (per_draw[result.robust["every attack, worst case"]] > 0.5).all()
+    assert "expected per draw" in verdict(result) and "majority vote" in verdict(result)
+    # The same model judged on one draw per attack loses digits to chance alone.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        one_draw = torch.stack([noisy(x).argmax(1) == y for _ in range(8)]).all(0)
+    assert one_draw.float().mean() < worst
+
+
+def test_a_detector_that_refuses_fails_the_gradient_check_at_the_end_points(trained):
+    models, _, x, y = trained
+    result = audit(Refusing(models["fgsm_trained"]), x, y, 0.2, TINY)
+    gradient = next(c for c in result.checks if c.name == "gradients are finite and not zero")
+    assert not gradient.passed and gradient.figures.startswith("zero on 0.0% of the examples")
+    assert "at most" in verdict(result)
 
 
 def test_step_11_on_the_digits_and_the_decoy(trained):

@@ -141,6 +141,70 @@ def test_the_first_square_covers_p_init_of_the_image():
     assert rows.max() - rows.min() + 1 == 8  # the square spans 8 rows: every row it covers
 
 
+def test_every_square_inside_the_attack_follows_the_papers_schedule():
+    """A model that answers the same whatever the image: no square is ever kept, so each
+    query is the stripes with one square repainted, whose rows give its side. The paper's
+    iteration i (the first square is i = 0, after the image and the stripes) of a budget
+    of n = 100 iterations (the stripes included, the image not) draws p_init halved once
+    per threshold of (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000) below
+    int(i / n * 10000)."""
+    model = small_model()
+    with torch.no_grad():
+        model[-1].weight.zero_()
+    recorder = Recorder(model)
+    x = images(1)
+    labels = model(x).argmax(1)
+    Square(recorder, 8 / 255, queries=101, p_init=0.8)(x, labels)
+    assert len(recorder.batches) == 101
+    stripes = recorder.batches[1]
+    sides = []
+    for batch in recorder.batches[2:]:
+        rows = (batch != stripes).any(1).any(2)[0].nonzero()[:, 0]
+        sides.append(int(rows.max() - rows.min() + 1))
+    expected = []
+    for i in range(99):
+        thresholds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+        halvings = sum(int(i / 100 * 10_000) > t for t in thresholds)
+        expected.append(min(max(round((0.8 / 2**halvings * 16 * 16) ** 0.5), 1), 15))
+    # i = 0: 14 (p 0.8); i = 1, 2: 7 (100 and 200 pass 10 and 50: p 0.2); i = 3: 5.
+    assert expected[:4] == [14, 7, 7, 5] and sides == expected
+
+
+class Scaled(nn.Module):
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x):
+        return self.model(x) * self.scale
+
+
+def test_on_log_probabilities_scaling_the_logits_changes_no_decision():
+    """Logits times 1024 (a power of two: exact in float) classify alike. On float64
+    log-probabilities Square's margin is the logits' margin, scaled: every comparison, and
+    so every query, is the same. On probabilities the margin underflows: two images with
+    different margins score alike, and the search no longer tells them apart."""
+    model, x = small_model(), images(4)
+    labels = model(x).argmax(1)
+    runs = []
+    for scale in (1, 1024):
+        recorder = Recorder(Scaled(model, scale))
+        log_query = model_query(recorder.model, log=True)
+        square = Square(log_query, 4 / 255, 60, 0.3, log_probabilities=True)
+        runs.append(square(x, labels))
+    assert torch.equal(runs[0].adversarial, runs[1].adversarial)
+    assert torch.equal(runs[0].steps, runs[1].steps)
+    saturated = torch.tensor([[0.0, -5.0, -9.0], [0.0, -1.0, -9.0]]) * 1024
+    on_probabilities = Square(model_query(nn.Identity()), 4 / 255)
+    margins = on_probabilities.loss(model_query(nn.Identity())(saturated), torch.zeros(2).long())
+    assert margins[0] == margins[1]  # 5 x 1024 and 1 x 1024 apart: both 708.4, underflowed
+    on_logits = Square(model_query(nn.Identity(), log=True), 4 / 255, log_probabilities=True)
+    log_p = model_query(nn.Identity(), log=True)(saturated)
+    torch.testing.assert_close(
+        on_logits.loss(log_p, torch.zeros(2).long()), margins.new_tensor([5120.0, 1024.0])
+    )
+
+
 def test_an_epsilon_below_one_level_is_refused():
     with pytest.raises(ValueError, match="one 8-bit level"):
         Square(model_query(small_model()), 0.001)

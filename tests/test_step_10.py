@@ -1,12 +1,15 @@
 """Step 10: the Square Attack on one image (judged on the saved PNG), the sweep's table and
 files, Square beside PGD on digits models, and bad arguments."""
 
+import contextlib
 import csv
+import io
 
 import pytest
 import torch
 from conftest import LITE0, assert_clean_error, call, run_script, succeeded
 from PIL import Image
+from torch import nn
 
 import step_1_sample_image
 import step_10_query
@@ -15,6 +18,7 @@ from adversarial.models import load_model, predict
 from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.labels import label
 from adversarial.plumbing.samples import sample_photo, true_class
+from adversarial.query_budget import compare_on_digits
 
 
 def test_one_image_is_fooled_on_the_saved_png_within_epsilon(coffee, tmp_path):
@@ -99,6 +103,39 @@ def test_square_beside_pgd_on_digits_models(tmp_path):
         clean = (model(x_test).argmax(1) == y_test).float().mean().item()
         for attacked in (row[column], row[column + 1]):
             assert float(attacked.rstrip("%")) / 100 <= clean + 1e-9  # no attack helps
+
+
+class WrongAtClean(nn.Module):
+    """The class of the nearest of the given digits, except at a digit itself: the next
+    class. No gradient (PGD stays at its random start, where the model is right)."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x.flatten(1), y
+
+    def forward(self, images):
+        distances = torch.cdist(images.flatten(1), self.x)
+        nearest = distances.argmin(1)
+        at_a_digit = distances.amin(1) == 0
+        label = torch.where(at_a_digit, (self.y[nearest] + 1) % 10, self.y[nearest])
+        return nn.functional.one_hot(label, 10).float()
+
+
+def test_a_digit_the_model_gets_wrong_is_lost_to_pgd_as_to_square():
+    _, _, x_test, y_test = digits.load_data(0)
+    x, y = x_test[:20], y_test[:20]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        compare_on_digits(
+            {"m": WrongAtClean(x, y)},
+            x,
+            y,
+            [2 / 255],
+            {"steps": 2, "restarts": 1},
+            {"queries": 5, "p_init": 0.8, "seed": 0},
+        )
+    row = out.getvalue().splitlines()[2].split()
+    assert row[1:] == ["0.0%", "0.0%"]  # wrong on all 20 digits: no accuracy left
 
 
 @pytest.mark.parametrize(

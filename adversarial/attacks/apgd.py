@@ -10,13 +10,13 @@ inside the ball), the gradient passing straight through the rounding and any def
 """
 
 import math
-from fractions import Fraction
 
 import torch
 
 from adversarial.attacks.gradient import Attack
 from adversarial.attacks.shared import (
     AttackResult,
+    input_gradient,
     mean_cross_entropy,
     straight_through,
     uniform_start,
@@ -28,16 +28,23 @@ DLR_GUARD = 1e-12
 
 
 def checkpoints(steps):
-    """The iterations w_j = ceil(p_j * steps) where APGD may halve its step size, from
-    p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), while p_j <= 1:
-    periods shrinking from 22% of the budget to 6%.
+    """The iterations where APGD may halve its step size, as AutoAttack's code places them
+    (autopgd_base.py): the first after int(0.22 * steps) steps, each next period shorter
+    by int(0.03 * steps), never under int(0.06 * steps) (each at least 1), while within
+    the budget. At 100 steps these are the paper's w_j = ceil(p_j * 100) (22, 41, ..., 99,
+    from p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)); for other budgets the code's
+    integer periods differ from the paper's fractions: at 20 steps 4, 7, 9, then every
+    step from 10 on. We follow the code, which is what "AutoAttack" figures come from.
 
-    In exact fractions: 0.22 + 0.19 in float64 is 0.41000000000000003, whose ceil at
-    100 steps would be 42. A checkpoint met twice (few steps) is one checkpoint."""
-    p = [Fraction(0), Fraction(22, 100)]
-    while p[-1] + max(p[-1] - p[-2] - Fraction(3, 100), Fraction(6, 100)) <= 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - Fraction(3, 100), Fraction(6, 100)))
-    return sorted({math.ceil(p_j * steps) for p_j in p})
+    With 0 first (x_0, where the first period starts); in whole hundredths, so that no
+    float product such as 0.22 * 100 = 22.000000000000004 decides a floor."""
+    period = max(22 * steps // 100, 1)
+    shortest, shrink = max(6 * steps // 100, 1), max(3 * steps // 100, 1)
+    w = [0]
+    while w[-1] + period < steps:
+        w.append(w[-1] + period)
+        period = max(period - shrink, shortest)
+    return w
 
 
 def dlr(logits, labels):
@@ -67,7 +74,9 @@ class APGD(Attack):
     """Auto-PGD (Croce and Hein 2020, Algorithm 1): from a random point of the ball, signed
     steps of eta = 2 * epsilon with momentum, raising a loss f. At each checkpoint
     (`checkpoints`) each image whose search stalled, by either of the paper's conditions,
-    halves its eta and restarts from the best point it has found, x_max.
+    halves its eta and restarts from the best point it has found, x_max. As AutoAttack's
+    code: condition 1 fires when at most rho of the period's steps raised f, and
+    condition 2 cannot fire at the first checkpoint (there is no earlier one to compare).
 
     Untargeted by default: `labels` are the true classes, to move away from. loss: "ce",
     the cross-entropy to the labels (raised; lowered with targeted=True), or "dlr", the
@@ -118,7 +127,8 @@ class APGD(Attack):
         f_previous = torch.full_like(f_max, math.inf)  # x_0 has no predecessor to beat
         increases = torch.zeros_like(f_max)  # steps that raised f since the last checkpoint
         f_max_at_checkpoint = f_max
-        halved = torch.zeros_like(f_max, dtype=torch.bool)  # at the last checkpoint
+        # Halved at the last checkpoint: as if at x_0, so condition 2 waits for a second one.
+        halved = torch.ones_like(f_max, dtype=torch.bool)
         for k in range(self.steps):
             delta.requires_grad_(True)
             x_saved = straight_through(x + delta, ball.saved)  # the image as its PNG holds it
@@ -126,7 +136,7 @@ class APGD(Attack):
             f = self.objective(logits, labels)  # (N,): f(x_k)
             if score.record(k, x_saved, logits, f):
                 return score.result()  # every image fooled
-            (grad,) = torch.autograd.grad(f.sum(), delta)
+            grad = input_gradient(f, delta)
             with torch.no_grad():
                 delta, f = delta.detach(), f.detach()
                 increases += f > f_previous
@@ -136,8 +146,8 @@ class APGD(Attack):
                 grad_max = torch.where(better.view(per_image), grad, grad_max)
 
                 if k in since:  # checkpoint w_j: did each image's search stall since w_{j-1}?
-                    # Condition 1: the loss rose in under rho of the steps (it oscillates).
-                    oscillating = increases < self.rho * (k - since[k])
+                    # Condition 1: the loss rose in at most rho of the steps (it oscillates).
+                    oscillating = increases <= self.rho * (k - since[k])
                     # Condition 2: eta was kept last time, and x_max has not improved since.
                     stuck = ~halved & (f_max == f_max_at_checkpoint)
                     halved = oscillating | stuck

@@ -15,6 +15,7 @@ from adversarial.attacks.shared import (
     L2Ball,
     LinfBall,
     Scoreboard,
+    input_gradient,
     mean_cross_entropy,
     straight_through,
     uniform_start,
@@ -87,7 +88,7 @@ class TutorialSGD(Attack):
                 return score.result()  # every image fooled
             # Towards the target: lower its cross-entropy; away from a class: raise it.
             loss = cross_entropy if self.targeted else -cross_entropy
-            (grad,) = torch.autograd.grad(loss.sum(), r)
+            grad = input_gradient(loss, r)
             with torch.no_grad():  # torch.optim.SGD's rule (dampening 0), then the projection
                 velocity = self.momentum * velocity + grad
                 r = ball.project(r - self.lr * velocity)
@@ -127,7 +128,7 @@ class PGD(Attack):
                 return score.result()  # every image fooled
             # Towards the target: lower its cross-entropy; away from a class: raise it.
             loss = cross_entropy if self.targeted else -cross_entropy
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            grad = input_gradient(loss, delta)
             with torch.no_grad():
                 delta = ball.project(delta - self.step_size * grad.sign())
         with torch.no_grad():
@@ -173,7 +174,7 @@ class PGDL2(Attack):
                 return score.result()  # every image fooled
             # Towards the target: lower its cross-entropy; away from a class: raise it.
             loss = cross_entropy if self.targeted else -cross_entropy
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            grad = input_gradient(loss, delta)
             with torch.no_grad():
                 norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                 direction = grad / norms.view(-1, *[1] * (grad.dim() - 1))

@@ -16,16 +16,22 @@ from adversarial.attacks.shared import AttackResult, LinfBall
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def model_query(model):
+def model_query(model, log=False):
     """query(x) -> (N, classes) probabilities: all an attacker behind an API is given.
 
     In float64, so that a class the model all but rules out still has a probability above
-    zero (float32 underflows at about 1e-38), and its logarithm stays finite.
+    zero down to about 1e-308, and its logarithm stays finite. Beyond that even float64
+    rounds it to 0: logits 745 apart (a saturated model) give the same answer as logits
+    7450 apart, and Square's margin can no longer tell them apart (an API that rounds its
+    probabilities, to 4 decimals say, hides far smaller margins). log=True: float64
+    log-probabilities instead, as an attacker who reads logits (AutoAttack's Square)
+    gets them: log p_i - log p_j is z_i - z_j exactly, at any scale.
     """
 
     @torch.inference_mode()
     def query(x):
-        return model(x).double().softmax(-1)
+        logits = model(x).double()
+        return logits.log_softmax(-1) if log else logits.softmax(-1)
 
     return query
 
@@ -46,13 +52,24 @@ class Square:
     largest other log p (untargeted), or the cross-entropy to the target (targeted). The
     squares shrink as the budget is spent.
 
-    query(x) -> probabilities is all the attack is given. Queries are counted per image:
-    the image itself (one already fooled stops there), the stripes, then one per square
-    for each image not yet fooled, up to `queries` in all. Every image queried is on the
-    8-bit grid within epsilon, so what the model answered is what the PNG holds.
+    query(x) -> probabilities is all the attack is given (log_probabilities=True: it
+    returns log-probabilities, model_query(model, log=True), and the margin is exact).
+    Queries are counted per image: the image itself (one already fooled stops there), the
+    stripes, then one per square for each image not yet fooled, up to `queries` in all.
+    Every image queried is on the 8-bit grid within epsilon, so what the model answered
+    is what the PNG holds.
     """
 
-    def __init__(self, query, epsilon, queries=1000, p_init=0.05, targeted=False, seed=0):
+    def __init__(
+        self,
+        query,
+        epsilon,
+        queries=1000,
+        p_init=0.05,
+        targeted=False,
+        seed=0,
+        log_probabilities=False,
+    ):
         if epsilon * 255 < 1 - 1e-6:  # the ball's corners would be the image itself
             raise ValueError(f"epsilon must be at least one 8-bit level (1/255), got {epsilon}")
         self.query = query
@@ -61,6 +78,7 @@ class Square:
         self.p_init = p_init
         self.targeted = targeted
         self.seed = seed
+        self.log_probabilities = log_probabilities
 
     @torch.inference_mode()  # forward passes only: no graph is ever built
     def __call__(self, x, labels):
@@ -108,7 +126,7 @@ class Square:
             adversarial=x_best,
             success=fooled,
             steps=used,
-            probabilities=p_best.float(),
+            probabilities=self.probabilities(p_best).float(),
             best_probability=best_probability.float(),
             views_fooled=fooled[None],
         )
@@ -126,9 +144,16 @@ class Square:
         success = self.success_probability(p_best[images], labels[images])
         best_probability[images] = best_probability[images].maximum(success)
 
-    def loss(self, p, labels):
+    def probabilities(self, scores):
+        """What the query answered, as probabilities."""
+        return scores.exp() if self.log_probabilities else scores
+
+    def loss(self, scores, labels):
         """What the search lowers: the margin (untargeted) or the cross-entropy (targeted)."""
-        log_p = p.clamp_min(torch.finfo(p.dtype).tiny).log()
+        if self.log_probabilities:
+            log_p = scores
+        else:
+            log_p = scores.clamp_min(torch.finfo(scores.dtype).tiny).log()
         own = log_p.gather(1, labels[:, None])[:, 0]
         if self.targeted:
             return -own
@@ -139,8 +164,8 @@ class Square:
         predicted = p.argmax(1)
         return predicted == labels if self.targeted else predicted != labels
 
-    def success_probability(self, p, labels):
-        own = p.gather(1, labels[:, None])[:, 0]
+    def success_probability(self, scores, labels):
+        own = self.probabilities(scores).gather(1, labels[:, None])[:, 0]
         return own if self.targeted else 1 - own
 
     @staticmethod

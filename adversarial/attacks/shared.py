@@ -116,6 +116,17 @@ def straight_through(x, transform):
     return _StraightThrough.apply(x, transform)
 
 
+def input_gradient(loss, x):
+    """The gradient of loss.sum() with respect to x; zero where autograd sees no path from
+    x to the loss. A model that detaches its input, or computes it by comparisons (a
+    thermometer encoding), has no graph: the attack is blind there, and goes on blind,
+    rather than crash. The audit's gradient check says so."""
+    if not loss.requires_grad:
+        return torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(loss.sum(), x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
+
+
 def mean_cross_entropy(logits, labels):
     """(N,) cross-entropy to `labels`, the mean over every model and view in `logits`."""
     losses = [F.cross_entropy(view, labels, reduction="none") for view in logits]
