@@ -121,6 +121,7 @@ def on_imagenet(args):
     """A network trained on clean photos only, under each sigma's noise: how often one noisy
     copy is still right, and how often the vote over --copies of them (g's estimate) is."""
     from adversarial.models import load_model, predict
+    from adversarial.plumbing.progress import progress
     from adversarial.plumbing.samples import IMAGENET_PHOTOS, sample_photo, true_class
     from adversarial.plumbing.tables import print_table
 
@@ -132,7 +133,8 @@ def on_imagenet(args):
     rows = [["0 (clean)", f"{clean:.0%}", f"{clean:.0%}"]]
     for sigma in args.sigmas:
         torch.manual_seed(args.seed)
-        counts = [smoothing.sample_noise(model, p, sigma, args.copies, 10) for p in x]
+        photos = progress(x, f"sigma {sigma:g}", unit="photo")
+        counts = [smoothing.sample_noise(model, p, sigma, args.copies, 10) for p in photos]
         right = torch.stack([c[label] for c, label in zip(counts, labels, strict=True)])
         voted = torch.stack([c.argmax() for c in counts]) == labels
         share = (right.float() / args.copies).mean().item()

@@ -96,12 +96,12 @@ def attack_one(args):
     # each pixel is rounded to the nearest level: does the example survive?
     print("\nThe minimal attacks as the papers run them (on floats), and their PNGs:")
     floats = how_small.minimal_attacks(model, settings, targeted, grid=False)
-    floats_runs = {name: how_small.run_attack(a, x, labels) for name, a in floats.items()}
+    floats_runs = how_small.run_attacks(floats, x, labels, "on floats")
     how_small.rounding_table(model, x, labels, targeted, floats_runs)
 
     # 2. Every attack, each iterate judged as its PNG would hold it; the PNGs and the table
     # written together, each PNG read back to check it holds exactly the image judged.
-    runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
+    runs = how_small.run_attacks(every, x, labels)
     budget = f"within {args.epsilon * 255:.3g}/255"
     goals = {name: budget if name not in minimal else "smallest" for name in every}
     others = [name for name in models_at_hand(args.weights) if name != model.name]

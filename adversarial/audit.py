@@ -25,6 +25,7 @@ from adversarial.attacks import APGD, FGSM, PGD, APGDTargeted, random_signs
 from adversarial.attacks.query import Square, model_query
 from adversarial.models import device_of
 from adversarial.plumbing.errors import UserError
+from adversarial.plumbing.progress import each, runs_of
 from adversarial.plumbing.tables import print_table
 
 # A check fails when what it measures exceeds this share of all the examples: what another
@@ -98,11 +99,16 @@ def autoattack(model, x, y, epsilon, budget):
     attacks = {
         "APGD-CE": APGD(model, epsilon, budget.steps, loss="ce", seed=seed),
         "APGD-T (DLR)": APGDTargeted(
-            model, epsilon, budget.steps, budget.target_classes, seed=seed
+            model,
+            epsilon,
+            budget.steps,
+            budget.target_classes,
+            seed=seed,
+            on_step=runs_of(budget.target_classes, "target"),
         ),
         "Square": Square(model_query(model), epsilon, budget.queries, budget.p_init, seed=seed),
     }
-    return {name: attack(x, y).success.cpu() for name, attack in attacks.items()}
+    return {name: attack(x, y).success.cpu() for name, attack in each(attacks, "AutoAttack")}
 
 
 def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
@@ -128,15 +134,19 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
         return standing
 
     steps, seed = budget.steps, budget.seed
-    fooled = {
-        "FGSM": FGSM(model, epsilon, targeted=False)(x, y).success.cpu(),
-        "PGD": PGD(model, epsilon, steps, targeted=False, seed=seed)(x, y).success.cpu(),
-        **autoattack(model, x, y, epsilon, budget),
+    first = {
+        "FGSM": FGSM(model, epsilon, targeted=False),
+        "PGD": PGD(model, epsilon, steps, targeted=False, seed=seed),
     }
+    fooled = {name: attack(x, y).success.cpu() for name, attack in each(first, "audit")}
+    fooled.update(autoattack(model, x, y, epsilon, budget))
     white_box = worst_case(fooled["FGSM"], fooled["PGD"], fooled["APGD-CE"], fooled["APGD-T (DLR)"])
     iterative = worst_case(fooled["PGD"], fooled["APGD-CE"])
-    longer = APGD(model, epsilon, 2 * steps, loss="ce", seed=seed + 1)(x, y).success.cpu()
-    unbounded = PGD(model, LARGE_EPSILON, steps, targeted=False, seed=seed)(x, y).success.cpu()
+    more = {
+        "longer": APGD(model, epsilon, 2 * steps, loss="ce", seed=seed + 1),
+        "unbounded": PGD(model, LARGE_EPSILON, steps, targeted=False, seed=seed),
+    }
+    longer, unbounded = (a(x, y).success.cpu() for _, a in each(more, "audit's checks"))
     noisy = misclassified(model, random_signs(x, epsilon, seed), y)
 
     def share(found):

@@ -12,6 +12,7 @@ from adversarial.attacks import FGSM, PGD, quantize
 from adversarial.models import Classifier
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
+from adversarial.plumbing.progress import progress
 from adversarial.plumbing.tables import print_table
 
 BATCH_SIZE = 32
@@ -88,11 +89,9 @@ def train_models(losses, x_train, epochs, seed):
 
 def train(model, batch_loss, n, epochs, seed, name):
     """Adam over `epochs` shuffled passes of indices 0..n-1; batch_loss(model, batch) -> loss."""
-    from tqdm import tqdm
-
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)  # every model sees the same batches
-    for _ in tqdm(range(epochs), desc=f"training {name}", unit="epoch"):
+    for _ in progress(range(epochs), f"training {name}", unit="epoch"):
         for batch in torch.randperm(n, generator=generator).split(BATCH_SIZE):
             loss = batch_loss(model, batch)
             optimizer.zero_grad()
@@ -128,11 +127,9 @@ def evaluate(model, x, y, epsilons, name):
 
     Each attack judges the digits as attacked: accurate means not fooled.
     """
-    from tqdm import tqdm
-
     clean = accuracy(model, x, y)
     results = {"FGSM": [clean], "PGD": [clean]}
-    for epsilon in tqdm(epsilons, desc=f"attacking {name}", unit="epsilon"):
+    for epsilon in progress(epsilons, f"attacking {name}", unit="epsilon"):
         for attack in results:
             result = make_attack(attack.lower(), model, epsilon)(x, y)
             results[attack].append(1 - result.success.float().mean().item())

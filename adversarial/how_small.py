@@ -16,6 +16,7 @@ import torch
 
 from adversarial.attacks import FGSM, PGD, Square, TutorialSGD, model_query, quantize
 from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels, fools, sizes
+from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
 from adversarial.plumbing.tables import print_table, save_csv
 from adversarial.transfer import judge
@@ -86,6 +87,11 @@ def run_attack(attack, x, labels):
         return Run(result.adversarial.cpu(), result.already.cpu(), result.gradients.cpu(), seconds)
     already = torch.zeros(len(x), dtype=torch.bool)  # a budget attack has none to report
     return Run(result.adversarial.cpu(), already, result.steps.cpu(), seconds)
+
+
+def run_attacks(attacks, x, labels, what="attacks"):
+    """run_attack for each of `attacks` ({name: attack}), with progress on stderr."""
+    return {name: run_attack(attack, x, labels) for name, attack in each(attacks, what)}
 
 
 def size_cells(x, x_adversarial):
@@ -186,7 +192,7 @@ def minimal_l2_over_photos(models, photos, csv_path):
     y = torch.tensor([true_class(name) for name in photos])
     header = ["model", "photos", "already wrong", "fooled", "L2: median [quartiles]", "rho"]
     rows, per_photo = [], []
-    for model in models:
+    for model in progress(models, "DeepFool on the photos", unit="model"):
         run = run_attack(DeepFool(model, grid=True), x, y)
         fooled = fools(model, run.adversarial, y, False).cpu() & ~run.already
         size = sizes(x, run.adversarial)
@@ -207,9 +213,9 @@ def compare_on_digits(models, x, y, settings):
     that fools it, on the grid, over the held-out digits it classifies right."""
     header = ["model", "digits", "already wrong", "fooled", "median [quartiles]"]
     l2_rows, linf_rows = [], []
-    for name, model in models.items():
+    for name, model in each(models, "minimal attacks", unit="model"):
         attacks = minimal_attacks(model, settings, targeted=False, grid=True)
-        runs = {name: run_attack(attacks[name], x, y) for name in MINIMAL_L2 + MINIMAL_LINF}
+        runs = run_attacks({name: attacks[name] for name in MINIMAL_L2 + MINIMAL_LINF}, x, y)
         already = int(runs["DeepFool L2"].already.sum())
         l2, linf = smallest_per_image(model, x, y, runs)
         l2_rows.append(distribution_row(name, len(x), already, l2))

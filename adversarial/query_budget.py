@@ -16,6 +16,7 @@ from adversarial.models import device_of, predict
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
+from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
 from adversarial.plumbing.tables import csv_writer, print_table
 
@@ -74,7 +75,7 @@ def sweep_photos(model, names, epsilons, queries, p_init, seed):
     query = model_query(model)
     results = {
         epsilon: Square(query, epsilon, queries, p_init, seed=seed)(x[judged], labels[judged])
-        for epsilon in epsilons
+        for epsilon in progress(epsilons, f"Square on {int(judged.sum())} photos", "epsilon")
     }
     return results, judged.cpu()
 
@@ -135,7 +136,7 @@ def compare_on_digits(models, x, y, epsilons, pgd, square):
     pgd_name = "PGD" if restarts == 1 else f"PGD x{restarts}"
     for epsilon in epsilons:
         row = [f"{epsilon:g}"]
-        for name, model in models.items():
+        for name, model in each(models, f"epsilon {epsilon:g}", unit="model"):
             fooled = torch.zeros(len(y), dtype=torch.bool)
             for _ in range(restarts):  # each run from its own random start
                 fooled |= PGD(model, epsilon, pgd["steps"], targeted=False)(x, y).success

@@ -15,6 +15,8 @@ import torch
 from scipy.stats import binomtest, norm
 from torch import nn
 
+from adversarial.plumbing.progress import progress
+
 ABSTAIN = -1
 
 
@@ -106,7 +108,8 @@ class SmoothedSoftmax(nn.Module):
 
 def certify_all(model, x, sigma, n0, n, alpha, batch_size=1000):
     """CERTIFY on every image: (classes, radii) tensors; ABSTAIN and 0 where it abstains."""
-    results = [certify(model, image, sigma, n0, n, alpha, batch_size) for image in x]
+    images = progress(x, f"certifying, sigma {sigma:g}", unit="image")
+    results = [certify(model, image, sigma, n0, n, alpha, batch_size) for image in images]
     classes, radii = zip(*results, strict=True)
     return torch.tensor(classes), torch.tensor(radii, dtype=torch.float32)
 
@@ -119,7 +122,7 @@ def empirical_accuracy(model, x, y, sigma, radii, m, steps, n):
 
     smoothed = SmoothedSoftmax(model, sigma, m)
     accuracies = []
-    for radius in radii:
+    for radius in progress(radii, f"attacking, sigma {sigma:g}", unit="radius"):
         if radius == 0:
             x_attacked = x
         else:
