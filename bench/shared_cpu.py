@@ -14,13 +14,15 @@ Prints the medians and, for busy/idle and idle/before, the median of the ratios 
 repeat (steadier than a ratio of medians when the machine's speed drifts) and their range;
 the load average before and after, which says whether "idle" was idle (it counts the
 benchmark's own runs, about 1 while one runs). Variables the learner set in the environment
-(OMP_NUM_THREADS, OMP_WAIT_POLICY, ...) are passed on to every run. Not part of the tests.
+(OMP_NUM_THREADS, OMP_WAIT_POLICY, ...) are passed on to every run. A run that takes more
+than --timeout seconds is stopped and shown as such. Not part of the tests.
 
     python bench/shared_cpu.py [--repeats 3] [--steps 1,2,3,5,6,7,8,9,10,11,12,13]
-        [--before GOMP_SPINCOUNT=300000] [--busy 1]
+        [--before GOMP_SPINCOUNT=300000] [--busy 1] [--timeout 900]
 """
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -67,14 +69,17 @@ def environment(before=None):
     return env
 
 
-def timed(argv, env, busy=0):
-    """Seconds for one whole run of argv, beside `busy` busy processes."""
+def timed(argv, env, busy=0, timeout=None):
+    """Seconds for one whole run of argv, beside `busy` busy processes; inf when it was
+    stopped after `timeout` seconds."""
     spinners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
     try:
         time.sleep(0.2 if busy else 0)  # the busy ones running before the run starts
         started = time.perf_counter()
-        subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=timeout)
         return time.perf_counter() - started
+    except subprocess.TimeoutExpired:
+        return math.inf
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -93,8 +98,12 @@ def prepare(tmp, steps, python):
         subprocess.run([python, "step_7_adversarial_training.py", *seven], **run)
 
 
+def seconds(value):
+    return f"{value:.2f}" if math.isfinite(value) else "stopped"
+
+
 def spread(values):
-    return f"{min(values):.2f}-{max(values):.2f}"
+    return f"{seconds(min(values))}-{seconds(max(values))}"
 
 
 def main():
@@ -113,6 +122,9 @@ def main():
     )
     parser.add_argument(
         "--busy", type=int, default=1, help="busy processes beside the run (default 1)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="a run stopped after it (default 900 s)"
     )
     args = parser.parse_args()
     python = sys.executable
@@ -136,17 +148,17 @@ def main():
                 order = list(ways) if repeat % 2 == 0 else list(reversed(ways))
                 for way in order:
                     env, busy = ways[way]
-                    times[way].append(timed(argv, env, busy))
-                    print(f"step {step}, {way}, run {repeat + 1}: {times[way][-1]:.1f} s",
+                    times[way].append(timed(argv, env, busy, args.timeout))
+                    print(f"step {step}, {way}, run {repeat + 1}: {seconds(times[way][-1])} s",
                           file=sys.stderr)  # fmt: skip
             slowdown = [b / i for b, i in zip(times["busy"], times["idle"], strict=True)]
-            row = [f"step {step}", f"{statistics.median(times['idle']):.2f}",
-                   f"{statistics.median(times['busy']):.2f}",
-                   f"{statistics.median(slowdown):.2f}", spread(slowdown)]  # fmt: skip
+            row = [f"step {step}", seconds(statistics.median(times["idle"])),
+                   seconds(statistics.median(times["busy"])),
+                   seconds(statistics.median(slowdown)), spread(slowdown)]  # fmt: skip
             if args.before:
                 cost = [i / b for i, b in zip(times["idle"], times["before"], strict=True)]
-                row += [f"{statistics.median(times['before']):.2f}",
-                        f"{statistics.median(cost):.2f}", spread(cost)]  # fmt: skip
+                row += [seconds(statistics.median(times["before"])),
+                        seconds(statistics.median(cost)), spread(cost)]  # fmt: skip
             rows.append(row)
         load_after = os.getloadavg()[0]
     settings = {name: os.environ[name] for name in os.environ if name.startswith(("OMP_", "GOMP_"))}
