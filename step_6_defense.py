@@ -123,7 +123,14 @@ def sweep(args, defense, strengths, images, model, output):
         curves.append((f"original: {short_label(true)}", clean[1:], "go--", clean[0]))
     print_table(header, rows)
     title = f"{defense.name} vs {args.image.name} ({model.name})"
-    plot = curves_writer([(title, curves)], strengths, output, defense.axis, "probability")
+    plot = curves_writer(
+        [(title, curves)],
+        strengths,
+        output,
+        defense.axis,
+        "probability",
+        baseline=f"without {defense.name}",
+    )
     write_atomically(output, plot)
     print(f"Saved the plot to {output} (dotted: without {defense.name})")
 

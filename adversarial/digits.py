@@ -164,7 +164,9 @@ def report(models, results, epsilons, train_epsilon, title, plot):
         for attack, style in (("FGSM", "--"), ("PGD", "-"))
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
-    figure = curves_writer([(title, curves)], [0, *epsilons], plot, xlabel, "test accuracy", mark)
+    figure = curves_writer(
+        [(title, curves)], [0, *epsilons], plot, xlabel, "test accuracy", mark, percent=True
+    )
     _, *weights = output_files(plot, models)
     files = {plot: figure}
     for path, model in zip(weights, models.values(), strict=True):

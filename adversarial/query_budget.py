@@ -14,7 +14,7 @@ import torch
 from adversarial.attacks import PGD, Square, model_query
 from adversarial.models import device_of, predict
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.figures import curves_writer
+from adversarial.plumbing.figures import Curve, curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
@@ -52,6 +52,18 @@ def success_curve(result, budgets):
         (result.success & (result.steps <= budget)).float().mean() for budget in budgets
     ]
     return [share.item() for share in fooled_within]
+
+
+def success_steps(result, start, budget):
+    """The share fooled within q queries for every q from `start` to `budget`, exactly: the
+    (x, y) of a step function that rises at each image's query count."""
+    n = len(result.success)
+    queries = sorted(result.steps[result.success].tolist())
+    first = sum(q <= start for q in queries)
+    later = [q for q in queries if q > start]
+    x = [start, *later, budget]
+    y = [first / n, *((first + i + 1) / n for i in range(len(later))), len(queries) / n]
+    return x, y
 
 
 def query_figures(result):
@@ -97,13 +109,14 @@ def save_sweep(results, names, judged, budget, title, files):
                 "-" if math.isnan(median) else f"{median:g}",
             ]
         )
-        curves.append((f"epsilon {epsilon * 255:.4g}/255", success_curve(result, budgets), style))
+        x, y = success_steps(result, budgets[0], budget)
+        curves.append(Curve(f"epsilon {epsilon * 255:.4g}/255", y, f"{style[0]}-", x=x, steps=True))
         attacked = iter(zip(result.success.tolist(), result.steps.tolist(), strict=True))
         for name, right in zip(names, judged.tolist(), strict=True):
             success, queries = next(attacked) if right else ("", "")
             csv_rows.append([f"{epsilon * 255:.4g}/255", name, right, success, queries])
     paper = [PAPER_RESNET50[b] if b in PAPER_RESNET50 else float("nan") for b in budgets]
-    curves.append((PAPER_LABEL, paper, "k:"))
+    curves.append((PAPER_LABEL, paper, "ko:"))  # read at these budgets only
     print(f"Square Attack, untargeted, {budget} queries per photo at most: {title}")
     print(f"Photos attacked (the model classifies them right): {int(judged.sum())} of {len(names)}")
     header = ["epsilon", "levels", "fooled", "mean queries", "median queries"]
@@ -119,6 +132,7 @@ def save_sweep(results, names, judged, budget, title, files):
                 "queries per photo",
                 "share fooled",
                 xscale="log",
+                percent=True,
             ),
             csv: csv_writer(["epsilon", "photo", "judged", "fooled", "queries"], csv_rows),
         }

@@ -88,6 +88,15 @@ def certified_accuracy(classes, radii, labels, radius):
     return ((classes == labels) & (radii >= radius)).float().mean().item()
 
 
+def certified_steps(classes, radii, labels, largest):
+    """Certified accuracy for every radius from 0 to `largest`, exactly: the (x, y) of a step
+    function that falls just past each image's certified radius, and is 0 past them all."""
+    right = torch.as_tensor(classes) == labels
+    radii = torch.as_tensor(radii)
+    x = sorted({0.0, largest, *(r for r in radii[right].tolist() if r < largest)})
+    return x, [(right & (radii > r)).float().mean().item() for r in x]
+
+
 class SmoothedSoftmax(nn.Module):
     """The smoothed classifier's soft version for attacks (Salman et al. 2019): for each
     image, the log of the mean softmax of the base classifier over m fresh noise samples.
@@ -137,7 +146,7 @@ def report(certified, empirical, labels, radii, n, alpha, files):
     """Print certified beside empirical accuracy per sigma and radius, the abstentions and
     the ceilings; save the plot and the CSV. certified: {sigma: (classes, radii)};
     empirical: {sigma: [accuracy per radius]}."""
-    from adversarial.plumbing.figures import curves_writer
+    from adversarial.plumbing.figures import Curve, curves_writer
     from adversarial.plumbing.files import write_all
     from adversarial.plumbing.tables import csv_writer, print_table
 
@@ -165,12 +174,14 @@ def report(certified, empirical, labels, radii, n, alpha, files):
             f"sigma {sigma:g}: abstained on {abstained:.1%}; "
             f"no radius above {ceiling:.3f} can be certified"
         )
-        curves.append((f"sigma {sigma:g}, certified", table[sigma], f"{color}o-"))
+        x, y = certified_steps(*certified[sigma], labels, radii[-1])
+        curves.append(Curve(f"sigma {sigma:g}, certified", y, f"{color}-", x=x, steps=True))
         curves.append((f"sigma {sigma:g}, under L2 PGD", empirical[sigma], f"{color}x--"))
         marks.append((f"ceiling, sigma {sigma:g}", ceiling, color))
     png, csv = files
     title = f"Randomized smoothing on the digits (N = {n}, alpha = {alpha:g})"
-    figure = curves_writer([(title, curves)], radii, png, "L2 radius", "accuracy", marks)
+    axis = ("L2 radius", "accuracy")
+    figure = curves_writer([(title, curves)], radii, png, *axis, marks, percent=True)
     header = ["sigma", "radius", "certified accuracy", "empirical robust accuracy"]
     write_all({png: figure, csv: csv_writer(header, csv_rows)})
     print(f"Saved {png.name} and {csv.name} in {png.parent}")

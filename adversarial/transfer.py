@@ -117,7 +117,9 @@ def save_transfer(verdicts, names, epsilons, n_photos, target_name, files):
     x_values = [epsilon * 255 for epsilon in epsilons]
     write_all(
         {
-            png: curves_writer(panels, x_values, png, "epsilon (/255)", "share fooled"),
+            png: curves_writer(
+                panels, x_values, png, "epsilon (/255)", "share fooled", percent=True
+            ),
             csv: csv_writer([*header, "median target rank", "made on it"], csv_rows),
         }
     )
