@@ -80,6 +80,8 @@ def timed(argv, env, busy=0, timeout=None):
         return time.perf_counter() - started
     except subprocess.TimeoutExpired:
         return math.inf
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"{' '.join(argv)} failed: {err.stderr.decode(errors='replace')[-2000:]}")
     finally:
         for spinner in spinners:
             spinner.kill()
