@@ -104,8 +104,13 @@ def seconds(value):
     return f"{value:.2f}" if math.isfinite(value) else "stopped"
 
 
+def ratio(value):
+    """A ratio, or "-" where a run of the pair was stopped."""
+    return f"{value:.2f}" if 0 < value < math.inf else "-"
+
+
 def spread(values):
-    return f"{seconds(min(values))}-{seconds(max(values))}"
+    return f"{ratio(min(values))}-{ratio(max(values))}"
 
 
 def main():
@@ -151,16 +156,16 @@ def main():
                 for way in order:
                     env, busy = ways[way]
                     times[way].append(timed(argv, env, busy, args.timeout))
-                    print(f"step {step}, {way}, run {repeat + 1}: {seconds(times[way][-1])} s",
+                    print(f"step {step}, {way}, run {repeat + 1}: {seconds(times[way][-1])}",
                           file=sys.stderr)  # fmt: skip
             slowdown = [b / i for b, i in zip(times["busy"], times["idle"], strict=True)]
             row = [f"step {step}", seconds(statistics.median(times["idle"])),
                    seconds(statistics.median(times["busy"])),
-                   seconds(statistics.median(slowdown)), spread(slowdown)]  # fmt: skip
+                   ratio(statistics.median(slowdown)), spread(slowdown)]  # fmt: skip
             if args.before:
                 cost = [i / b for i, b in zip(times["idle"], times["before"], strict=True)]
                 row += [seconds(statistics.median(times["before"])),
-                        seconds(statistics.median(cost)), spread(cost)]  # fmt: skip
+                        ratio(statistics.median(cost)), spread(cost)]  # fmt: skip
             rows.append(row)
         load_after = os.getloadavg()[0]
     settings = {name: os.environ[name] for name in os.environ if name.startswith(("OMP_", "GOMP_"))}
