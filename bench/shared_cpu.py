@@ -110,7 +110,8 @@ def ratio(value):
 
 
 def spread(values):
-    return f"{ratio(min(values))}-{ratio(max(values))}"
+    low, high = ratio(min(values)), ratio(max(values))
+    return f"{low}-{high}" if "-" not in (low, high) else "-"
 
 
 def main():
