@@ -23,7 +23,7 @@ from adversarial.plumbing.tables import print_table
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("image", type=Path, help="the adversarial image, any format Pillow reads")
-    parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg")
+    parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg", help="which")
     parser.add_argument(
         "--quality", type=cli.jpeg_quality, help="JPEG quality, 1..100 (default: 75)"
     )

@@ -44,7 +44,7 @@ def parse_args(argv):
         "--sweep", action="store_true", help="craft on each source, test on every model"
     )
     parser.add_argument(
-        "--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255"
+        "--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255", help="sweep"
     )
     parser.add_argument(
         "--steps", type=cli.int_in(1, 1000), default=10, help="PGD steps, 1..1000 (default 10)"

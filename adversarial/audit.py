@@ -26,7 +26,7 @@ from adversarial.attacks.query import Square, model_query
 from adversarial.models import device_of
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.progress import each, runs_of
-from adversarial.plumbing.tables import print_table
+from adversarial.plumbing.tables import epsilon_text, print_table
 
 # A check fails when what it measures exceeds this share of all the examples: what another
 # attack fooled and the white-box attacks missed, the examples a large epsilon leaves, or
@@ -233,7 +233,7 @@ def gradient_check(model, x, y):
 
 def report(result, title):
     """One screen: the checks, the robust accuracy under each attack, and a verdict."""
-    epsilon = f"{result.epsilon:.4g} ({result.epsilon * 255:.4g}/255)"
+    epsilon = epsilon_text(result.epsilon, levels=True)
     print(f"Audit: {title}, epsilon {epsilon}, {result.examples} examples")
     print(f"Clean accuracy: {result.clean.float().mean():.1%}")
     rows = [["PASS" if c.passed else "FAIL", c.name, c.figures] for c in result.checks]

@@ -13,7 +13,7 @@ from adversarial.models import Classifier
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.progress import progress
-from adversarial.plumbing.tables import print_table
+from adversarial.plumbing.tables import epsilon_text, print_table
 
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
@@ -151,7 +151,7 @@ def report(models, results, epsilons, train_epsilon, title, plot):
     """Print the accuracy table; save the plot and every model's weights beside it."""
     columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
     rows = [
-        ["clean" if i == 0 else f"{epsilon:g}"]
+        ["clean" if i == 0 else epsilon_text(epsilon)]
         + [f"{results[name][attack][i]:.1%}" for name, attack in columns]
         for i, epsilon in enumerate([0, *epsilons])
     ]

@@ -18,7 +18,7 @@ from adversarial.plumbing.figures import Curve, curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
-from adversarial.plumbing.tables import csv_writer, print_table
+from adversarial.plumbing.tables import csv_writer, epsilon_text, plural, print_table
 
 # The budgets at which the curves are read (queries per image, the image itself included).
 BUDGETS = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
@@ -102,7 +102,7 @@ def save_sweep(results, names, judged, budget, title, files):
         mean, median = query_figures(result)
         rows.append(
             [
-                f"{epsilon * 255:.4g}/255",
+                epsilon_text(epsilon),
                 f"{int(epsilon * 255 + 1e-3)}",
                 f"{result.success.float().mean():.0%}",
                 "-" if math.isnan(mean) else f"{mean:.0f}",
@@ -110,14 +110,18 @@ def save_sweep(results, names, judged, budget, title, files):
             ]
         )
         x, y = success_steps(result, budgets[0], budget)
-        curves.append(Curve(f"epsilon {epsilon * 255:.4g}/255", y, f"{style[0]}-", x=x, steps=True))
+        curves.append(
+            Curve(
+                f"epsilon {epsilon_text(epsilon, levels=True)}", y, f"{style[0]}-", x=x, steps=True
+            )
+        )
         attacked = iter(zip(result.success.tolist(), result.steps.tolist(), strict=True))
         for name, right in zip(names, judged.tolist(), strict=True):
             success, queries = next(attacked) if right else ("", "")
             csv_rows.append([f"{epsilon * 255:.4g}/255", name, right, success, queries])
     paper = [PAPER_RESNET50[b] if b in PAPER_RESNET50 else float("nan") for b in budgets]
     curves.append((PAPER_LABEL, paper, "ko:"))  # read at these budgets only
-    print(f"Square Attack, untargeted, {budget} queries per photo at most: {title}")
+    print(f"Square Attack, untargeted, {plural(budget, 'query')} per photo at most: {title}")
     print(f"Photos attacked (the model classifies them right): {int(judged.sum())} of {len(names)}")
     header = ["epsilon", "levels", "fooled", "mean queries", "median queries"]
     print_table(header, rows)
@@ -149,8 +153,8 @@ def compare_on_digits(models, x, y, epsilons, pgd, square):
     rows, warnings = [], []
     pgd_name = "PGD" if restarts == 1 else f"PGD x{restarts}"
     for epsilon in epsilons:
-        row = [f"{epsilon:g}"]
-        for name, model in each(models, f"epsilon {epsilon:g}", unit="model"):
+        row = [epsilon_text(epsilon)]
+        for name, model in each(models, f"epsilon {epsilon_text(epsilon)}", unit="model"):
             fooled = torch.zeros(len(y), dtype=torch.bool)
             for _ in range(restarts):  # each run from its own random start
                 fooled |= PGD(model, epsilon, pgd["steps"], targeted=False)(x, y).success
@@ -159,9 +163,8 @@ def compare_on_digits(models, x, y, epsilons, pgd, square):
             score_only = 1 - attack(x, y).success.float().mean().item()
             row += [f"{white_box:.1%}", f"{score_only:.1%}"]
             if score_only < white_box:
-                warnings.append(
-                    f"{name} at {epsilon:g}: Square {score_only:.1%} < {pgd_name} {white_box:.1%}"
-                )
+                at = f"{name} at {epsilon_text(epsilon)}"
+                warnings.append(f"{at}: Square {score_only:.1%} < {pgd_name} {white_box:.1%}")
         rows.append(row)
     columns = [f"{name} vs {attack}" for name in models for attack in (pgd_name, "Square")]
     print(f"Accuracy on the {len(y)} held-out digits under attack:")

@@ -83,7 +83,7 @@ def test_digits_models_get_both_tables(tmp_path):
         path = tmp_path / f"digits_{name}.pth"
         torch.save(digits.build_model().state_dict(), path)
         files.append(path)
-    lines = succeeded(call(step_13_minimal, "--digits", *files, *TINY))
+    lines = succeeded(call(step_13_minimal, "--models", *files, *TINY))
     assert lines[0].startswith("Smallest L2 found")
     assert [line.split()[0] for line in lines[2:4]] == ["standard", "other"]
     linf = lines.index("Smallest L-inf found (DeepFool L-inf), as saved:")
