@@ -90,8 +90,8 @@ def attack_one(args):
     minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)
     every = {**how_small.budget_attacks(model, settings, targeted), **minimal}
     files = {name: args.output_dir / f"{slug(name)}.png" for name in every}
-    csv_path = args.output_dir / "scoreboard.csv"
-    check_outputs([*files.values(), csv_path], [args.image, args.weights])
+    csv_path, picture = args.output_dir / "scoreboard.csv", args.output_dir / "scoreboard.png"
+    check_outputs([*files.values(), csv_path, picture], [args.image, args.weights])
     print(f"Target class: {label(target)}" if targeted else f"Class: {label(original)}")
 
     # 1. As the papers run them: on floats, stopping just past the boundary. Saved as PNG,
@@ -115,7 +115,8 @@ def attack_one(args):
         files[name]: checked_image_writer(run.adversarial, files[name])
         for name, run in runs.items()
     }
-    write_all({**pngs, csv_path: csv_writer(header, rows)})
+    figure = how_small.scoreboard_writer(x, runs, floats_runs, rows, picture)
+    write_all({**pngs, csv_path: csv_writer(header, rows), picture: figure})
 
 
 def slug(name):

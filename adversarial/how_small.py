@@ -153,6 +153,34 @@ def scoreboard(x, runs, goals, models, references, target):
     return header, rows
 
 
+def scoreboard_writer(x, runs, floats_runs, rows, path):
+    """The scoreboard as a picture: each attack's L2, L-inf (levels) and L0 as saved, and
+    for the minimal attacks on floats too (before saving); an attack whose PNG does not
+    fool the model is marked so. rows: scoreboard()'s, whose third cell says if it fools."""
+    from adversarial.plumbing.figures import bars_writer
+
+    names = [f"{name}: does not fool" if fools == "no" else name for name, _, fools, *_ in rows]
+    saved = [sizes(x, run.adversarial) for run in runs.values()]
+    floats = [
+        sizes(x, floats_runs[name].adversarial) if name in floats_runs else None for name in runs
+    ]
+    panels = []
+    for title, measure, scale in (
+        ("L2", "l2", 1),
+        ("L-inf (levels)", "linf", 255),
+        ("L0", "l0", 1),
+    ):
+        values = {
+            "as saved (PNG)": [getattr(size, measure).item() * scale for size in saved],
+            "on floats": [
+                math.nan if size is None else getattr(size, measure).item() * scale
+                for size in floats
+            ],
+        }
+        panels.append((title, values))
+    return bars_writer(panels, names, path)
+
+
 def quartiles(values):
     """'median [first quartile, third quartile]' of a list, or 'n/a' if it is empty."""
     if not values:

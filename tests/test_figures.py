@@ -1,6 +1,7 @@
 """The plots read right: labelled axes, every line in the legend, the legend beside the data
 (never over it), nothing outside the figure, shares in percent, step functions as steps."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import PercentFormatter
 
 from adversarial import smoothing
-from adversarial.plumbing.figures import Curve, curves_figure
+from adversarial.plumbing.figures import Curve, bars_figure, curves_figure
 from adversarial.query_budget import success_curve, success_steps
 
 
@@ -85,3 +86,19 @@ def test_certified_accuracy_steps_never_pass_the_largest_radius():
         assert y[held] == pytest.approx(expected), r
     assert all(at <= 0.8 or share == 0 for at, share in zip(x, y, strict=True))
     assert x[-2] == pytest.approx(0.8)  # the largest certified radius, then 0
+
+
+def test_the_scoreboards_bars_name_every_attack_and_keep_the_legend_off_them():
+    names = ["FGSM: does not fool", "DeepFool L2", "CW-L2"]
+    series = {"as saved (PNG)": [3.1, 0.9, 0.8], "on floats": [math.nan, 0.8, 0.6]}
+    figure = bars_figure([("L2", series), ("L0", series)], names)
+    renderer = drawn(figure)
+    first, last = figure.axes
+    assert [label.get_text() for label in first.get_yticklabels()] == names
+    assert [axes.get_title() for axes in figure.axes] == ["L2", "L0"]
+    assert [axes.get_xscale() for axes in figure.axes] == ["log", "log"]
+    legend = last.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == list(series)
+    assert not legend.get_window_extent(renderer).overlaps(last.get_window_extent(renderer))
+    extent, page = legend.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= extent.x0 and extent.x1 <= page.x1

@@ -114,6 +114,39 @@ def curves_figure(
     return figure
 
 
+def bars_writer(panels, names, path):
+    """write(tmp), which saves bars_figure(panels, names) by the suffix of `path`."""
+    figure = bars_figure(panels, names)
+    fmt = str(path).rsplit(".", 1)[-1].lower()
+    return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)
+
+
+def bars_figure(panels, names):
+    """Horizontal bars side by side: panels is [(title, {series: value per name})], one
+    group of bars per name (an attack, a model), one bar per series (on floats, as saved);
+    a NaN (or, on a log scale, a 0) draws no bar. Each panel has its own scale, logarithmic:
+    sizes that differ a hundredfold stay readable side by side. The legend sits beside the
+    last panel."""
+    Figure = _matplotlib_figure()
+    from matplotlib.ticker import NullFormatter
+
+    figure = Figure(figsize=(3.6 * len(panels) + 2.4, 0.5 * len(names) + 1.4), layout="constrained")
+    all_axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for axes, (title, series) in zip(all_axes, panels, strict=True):
+        height = 0.8 / len(series)
+        for i, (label, values) in enumerate(series.items()):
+            rows = [k + i * height for k in range(len(names))]
+            axes.barh(rows, values, height, label=_literal(label))
+        middle = [k + height * (len(series) - 1) / 2 for k in range(len(names))]
+        axes.set_yticks(middle, [_literal(name) for name in names])
+        axes.set_title(_literal(title))
+        axes.set(xscale="log", xlabel="log scale")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # 2x10^4, 3x10^4 ... overlapped
+    all_axes[0].invert_yaxis()  # the first name at the top, as in the table
+    all_axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return figure
+
+
 def _matplotlib_figure():
     """matplotlib's Figure class, imported only here (only the sweeps draw, and the import
     is slow) with matplotlib's notices held back meanwhile: where its config folder cannot
