@@ -3,7 +3,7 @@ API: send an image, read back probabilities; no gradients, no weights, no other 
 
 The Square Attack (Andriushchenko et al. 2020) on one image; --sweep: the share of the
 labelled ImageNet photos fooled against the number of queries, at three epsilons, beside the
-paper's curve; --digits: Square beside PGD on step 7's models (where the score-only attack
+paper's curve; --models: Square beside PGD on step 7's models (where the score-only attack
 does better than the white-box one, suspect gradient masking)."""
 
 from adversarial.plumbing.script import run
@@ -20,10 +20,8 @@ from adversarial.plumbing.files import check_outputs
 from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.labels import class_index, label
 from adversarial.plumbing.outputs import linf_levels, plan_outputs, save_outputs
-from adversarial.plumbing.samples import (
-    IMAGENET_PHOTOS,
-    recorded_true_class,
-)
+from adversarial.plumbing.samples import IMAGENET_PHOTOS, recorded_true_class
+from adversarial.plumbing.tables import epsilon_text, plural
 
 # The paper's square sizes: 5% of the image at first on ImageNet, 80% on small digits
 # (AutoAttack's setting for MNIST); smaller when targeted (the authors' advice).
@@ -33,6 +31,7 @@ DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS)
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
+    epsilons = cli.list_of(cli.pixel_amount)
     parser.add_argument("image", nargs="?", type=Path, help="the image to attack")
     parser.add_argument("--target", help="class name or index (default: untargeted)")
     parser.add_argument(
@@ -49,34 +48,32 @@ def parse_args(argv):
         "--sweep", action="store_true", help="success against queries over labelled photos"
     )
     parser.add_argument(
-        "--epsilons", type=cli.list_of(cli.pixel_amount), default="4/255,8/255,12.75/255"
+        "--epsilons", type=epsilons, default="4/255,8/255,12.75/255", help="--sweep's"
     )
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
     parser.add_argument(
         "--photos", type=photos, default=DEFAULT_PHOTOS, help="default: all 20 labelled photos"
     )
     parser.add_argument(
-        "--digits", type=Path, nargs="+", help="step 7's weights files: Square against PGD"
+        "--models", type=Path, nargs="+", help="step 7's weights files: Square against PGD"
     )
-    parser.add_argument(
-        "--digits-epsilons", type=cli.list_of(cli.pixel_amount), default="0.1,0.2,0.3"
-    )
+    parser.add_argument("--digits-epsilons", type=epsilons, default="0.1,0.2,0.3", help="--models'")
     parser.add_argument(
         "--pgd-steps", type=cli.int_in(1, 1000), help="digits: 1..1000 (default: step 7's 20)"
     )
     parser.add_argument(
         "--pgd-restarts", type=cli.int_in(1, 100), default=1, help="digits: PGD's runs, 1..100"
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/query"))
+    cli.add_output_dir(parser, "outputs/query", "the image and comparison, or the sweep's files")
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if (args.image is not None) + args.sweep + bool(args.digits) != 1:
-        raise UserError("give one image, or --sweep, or --digits WEIGHTS...")
-    if args.digits:
+    if (args.image is not None) + args.sweep + bool(args.models) != 1:
+        raise UserError("give one image, or --sweep, or --models WEIGHTS...")
+    if args.models:
         return on_digits(args)
     if args.sweep:
         return sweep(args)
@@ -111,17 +108,18 @@ def attack_one(args):
     if not result.success[0]:
         wanted = label(target) if targeted else f"anything but {label(original)}"
         raise AttackFailed(
-            f"no adversarial image within {args.queries} queries at epsilon "
-            f"{args.epsilon * 255:.3g}/255 "
+            f"no adversarial image within {plural(args.queries, 'query')} at epsilon "
+            f"{epsilon_text(args.epsilon)} "
             f"(best probability of {wanted}: {result.best_probability[0]:.3f}); "
             "try more --queries or a larger --epsilon"
         )
     x_adversarial, final = result.adversarial.cpu(), result.probabilities[0].cpu()
-    title = f"{model.name}, Square Attack, epsilon {args.epsilon * 255:.3g}/255"
+    title = f"{model.name}, Square Attack, epsilon {epsilon_text(args.epsilon)}"
     files = outputs.per_image[args.image]
     save_outputs([model], x, x_adversarial, clean[0], final, files, target, title)
     change = linf_levels(x, x_adversarial)
-    print(f"Fooled after {int(result.steps[0])} queries (max change {change}/255 per pixel)")
+    queries = plural(int(result.steps[0]), "query")
+    print(f"Fooled after {queries} (max change {change}/255 per pixel)")
     print(f"Old prediction: {label(original)}")
     print(f"New prediction: {label(final.argmax())}")
 
@@ -145,12 +143,13 @@ def on_digits(args):
     from adversarial import digits
     from adversarial.query_budget import compare_on_digits
 
-    models = digits.load_named(args.digits)  # distinct names, even for two of one name
+    models = digits.load_named(args.models)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     torch.manual_seed(args.seed)  # PGD's random starts
     steps = args.pgd_steps or digits.EVAL_PGD_STEPS
     p_init = args.p_init or P_INIT["digits"]
-    print(f"PGD: {steps} steps of epsilon/4; Square: {args.queries} queries, p_init {p_init}")
+    square = f"{plural(args.queries, 'query')}, p_init {p_init}"
+    print(f"PGD: {plural(steps, 'step')} of epsilon/4; Square: {square}")
     pgd = {"steps": steps, "restarts": args.pgd_restarts}
     square = {"queries": args.queries, "p_init": p_init, "seed": args.seed}
     compare_on_digits(models, x_test, y_test, args.digits_epsilons, pgd, square)

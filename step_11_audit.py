@@ -1,7 +1,7 @@
 """Step 11: is my defense any good? Audit it: a compact AutoAttack, the worst case per
 example, and the checks that catch gradient masking.
 
---digits MODEL: one of step 7's digits models (its adversarially trained one: sound?).
+--models MODEL: one of step 7's digits models (its adversarially trained one: sound?).
 --jpeg: step 6's JPEG defense on EfficientNet-Lite0 and the labelled ImageNet photos.
 --decoy MODEL: a digits model whose gradients vanish, which only looks robust."""
 
@@ -15,6 +15,7 @@ import torch
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.samples import IMAGENET_PHOTOS
+from adversarial.plumbing.tables import plural
 
 DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS[:10])
 
@@ -22,16 +23,18 @@ DEFAULT_PHOTOS = ",".join(IMAGENET_PHOTOS[:10])
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--digits", type=Path, metavar="MODEL", help="a step 7 weights file")
+    mode.add_argument("--models", type=Path, metavar="MODEL", help="a step 7 weights file")
     mode.add_argument("--jpeg", action="store_true", help="step 6's JPEG defense, on ImageNet")
     mode.add_argument("--decoy", type=Path, metavar="MODEL", help="a step 7 weights file")
     parser.add_argument(
-        "--undefended", type=Path, help="--digits: the same network without the defense"
+        "--undefended", type=Path, help="--models: the same network without the defense"
     )
     parser.add_argument("--epsilon", type=cli.pixel_amount, help="default 0.2; --jpeg 4/255")
     parser.add_argument("--quality", type=cli.jpeg_quality, default=75, help="--jpeg: 1..100")
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
-    parser.add_argument("--photos", type=photos, default=DEFAULT_PHOTOS, help="--jpeg's photos")
+    parser.add_argument(
+        "--photos", type=photos, default=DEFAULT_PHOTOS, help="--jpeg's (default: 10)"
+    )
     parser.add_argument(
         "--steps", type=cli.int_in(1, 10_000), help="white-box steps (default 100; --jpeg 20)"
     )
@@ -41,15 +44,15 @@ def parse_args(argv):
     parser.add_argument(
         "--queries", type=cli.int_in(1, 100_000), help="Square's (default 1000; --jpeg 300)"
     )
-    parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0)
+    cli.add_seed(parser, "the digits' split, the attacks' random starts")
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.undefended and not args.digits:
-        raise UserError("--undefended is for --digits (the others bring their own)")
+    if args.undefended and not args.models:
+        raise UserError("--undefended is for --models (the others bring their own)")
     if args.jpeg:
         return audit_jpeg(args)
     audit_digits(args)
@@ -60,9 +63,9 @@ def audit_digits(args):
     from adversarial import digits
     from adversarial.audit import Budget, SaturatedLogits, audit, report
 
-    model = digits.load_trained(args.digits or args.decoy)
+    model = digits.load_trained(args.models or args.decoy)
     undefended = digits.load_trained(args.undefended) if args.undefended else None
-    title = f"{(args.digits or args.decoy).name}"
+    title = f"{(args.models or args.decoy).name}"
     if args.decoy:  # its logits times 10,000: the same classes, no usable gradient
         model, undefended = SaturatedLogits(model), model
         title = f"the decoy ({title}, logits x 10,000)"
@@ -112,7 +115,8 @@ def audit_jpeg(args):
     with torch.inference_mode():  # judged by the defended model itself, on the saved images
         standing = defended(x_adversarial).argmax(1) == y[right]
     print(
-        f"BPDA (PGD with the gradient passed straight through JPEG, {budget.steps} steps): "
+        "BPDA (PGD with the gradient passed straight through JPEG, "
+        f"{plural(budget.steps, 'step')}): "
         f"robust accuracy {int(standing.sum()) / len(x):.1%}"
     )
 

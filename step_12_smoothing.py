@@ -21,6 +21,7 @@ from adversarial import digits, smoothing
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.files import check_outputs, write_all
+from adversarial.plumbing.tables import plural
 
 
 def parse_args(argv):
@@ -32,7 +33,7 @@ def parse_args(argv):
         help=f"noise levels, pixels in [0, 1]: up to {smoothing.MAX_SIGMA:g} (default 0.12,...)",
     )
     parser.add_argument("--epochs", type=cli.int_in(1, 1000), default=15, help="default 15")
-    parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0)
+    cli.add_seed(parser, "the digits' split, the weights, the noise")
     parser.add_argument("--n0", type=cli.int_in(1, 10**6), default=100, help="selection samples")
     parser.add_argument("--n", type=cli.int_in(1, 10**7), default=1000, help="estimation samples")
     alpha = cli.number_in(0, 0.5)  # the confidence 1 - 2 alpha of a one-sided bound
@@ -44,7 +45,7 @@ def parse_args(argv):
         help="L2 radii, beside 0 (default 0.25,0.5,...,2)",
     )
     parser.add_argument(
-        "--digits",
+        "--digits-count",
         type=cli.int_in(1, 360),
         default=100,
         help="the first held-out digits to certify and attack (default 100 of 360)",
@@ -59,7 +60,7 @@ def parse_args(argv):
     parser.add_argument(
         "--models", type=Path, nargs="+", help="weights saved by this step, one per sigma"
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    cli.add_output_dir(parser, what="the weights, the plot and the table")
     parser.add_argument(
         "--imagenet", action="store_true", help="EfficientNet-Lite0 on the labelled photos"
     )
@@ -75,7 +76,7 @@ def main(argv=None):
         return on_imagenet(args)
     torch.set_num_threads(1)  # small batches; 2 cores may be shared
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
-    x_test, y_test = x_test[: args.digits], y_test[: args.digits]
+    x_test, y_test = x_test[: args.digits_count], y_test[: args.digits_count]
     names = {sigma: f"noise_{smoothing.sigma_name(sigma)}" for sigma in args.sigmas}
     files = [args.output_dir / "smoothing.png", args.output_dir / "smoothing.csv"]
     weights = [args.output_dir / f"digits_{name}.pth" for name in names.values()]
@@ -85,7 +86,7 @@ def main(argv=None):
     models, weight_writers = load_or_train(args, names, weights, x_train, y_train)
     print(
         f"Smoothing: N0 = {args.n0}, N = {args.n}, alpha = {args.alpha:g}, on the first "
-        f"{len(x_test)} held-out digits; L2 PGD: {args.pgd_steps} steps of radius/4, "
+        f"{len(x_test)} held-out digits; L2 PGD: {plural(args.pgd_steps, 'step')} of radius/4, "
         f"{args.noise_samples} noise samples each, judged on {args.n0} noisy copies"
     )
     radii = [0.0, *args.radii]
@@ -122,6 +123,7 @@ def on_imagenet(args):
     """A network trained on clean photos only, under each sigma's noise: how often one noisy
     copy is still right, and how often the vote over --copies of them (g's estimate) is."""
     from adversarial.models import load_model, predict
+    from adversarial.plumbing.progress import progress
     from adversarial.plumbing.samples import IMAGENET_PHOTOS, sample_photo, true_class
     from adversarial.plumbing.tables import print_table
 
@@ -133,7 +135,8 @@ def on_imagenet(args):
     rows = [["0 (clean)", f"{clean:.0%}", f"{clean:.0%}"]]
     for sigma in args.sigmas:
         torch.manual_seed(args.seed)
-        counts = [smoothing.sample_noise(model, p, sigma, args.copies, 10) for p in x]
+        photos = progress(x, f"sigma {sigma:g}", unit="photo")
+        counts = [smoothing.sample_noise(model, p, sigma, args.copies, 10) for p in photos]
         right = torch.stack([c[label] for c, label in zip(counts, labels, strict=True)])
         voted = torch.stack([c.argmax() for c in counts]) == labels
         share = (right.float() / args.copies).mean().item()

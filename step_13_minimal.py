@@ -3,7 +3,7 @@ smallest change that fools the model, measured three ways (L2: its energy, L-inf
 largest change of one pixel, L0: how many pixels change), before and after saving as PNG.
 Then the scoreboard: every attack of the course on the same photo, side by side.
 
---sweep: DeepFool's minimal L2 over the labelled photos, per model; --digits: step 7's
+--sweep: DeepFool's minimal L2 over the labelled photos, per model; --models: step 7's
 models, standard against adversarially trained, in L2 and L-inf."""
 
 from adversarial.plumbing.script import run
@@ -20,7 +20,7 @@ from adversarial.plumbing.files import check_outputs, write_all
 from adversarial.plumbing.images import checked_image_writer, load_image_tensor
 from adversarial.plumbing.labels import class_index, label
 from adversarial.plumbing.samples import IMAGENET_PHOTOS, recorded_true_class
-from adversarial.plumbing.tables import csv_writer
+from adversarial.plumbing.tables import csv_writer, epsilon_text
 from adversarial.transfer import references
 
 DEFAULTS = how_small.Settings()  # step 5's budget for SGD and PGD, step 10's for Square
@@ -32,27 +32,29 @@ def parse_args(argv):
     parser.add_argument("--target", default="1", help="class name or index (default: goldfish)")
     parser.add_argument("--untargeted", action="store_true", help="any class but the image's")
     budget = cli.int_in(1, 100_000)  # the defaults: how_small.Settings
-    parser.add_argument("--epsilon", type=cli.pixel_amount, default=DEFAULTS.epsilon, help="2/255")
-    parser.add_argument("--steps", type=budget, default=DEFAULTS.steps, help="SGD and PGD: 30")
-    parser.add_argument("--queries", type=budget, default=DEFAULTS.queries, help="Square: 1000")
-    parser.add_argument("--cw-searches", type=budget, default=DEFAULTS.cw_searches, help="CW: 5")
-    parser.add_argument("--cw-steps", type=budget, default=DEFAULTS.cw_steps, help="CW, per c: 100")
-    parser.add_argument("--max-pixels", type=budget, default=DEFAULTS.max_pixels, help="L0: 5000")
+    parser.add_argument("--epsilon", type=cli.pixel_amount, default=DEFAULTS.epsilon, help="bound")
+    parser.add_argument("--steps", type=budget, default=DEFAULTS.steps, help="SGD's, PGD's")
+    parser.add_argument("--queries", type=budget, default=DEFAULTS.queries, help="Square's")
+    parser.add_argument("--cw-searches", type=budget, default=DEFAULTS.cw_searches, help="CW's c")
+    parser.add_argument("--cw-steps", type=budget, default=DEFAULTS.cw_steps, help="CW's, per c")
+    parser.add_argument("--max-pixels", type=budget, default=DEFAULTS.max_pixels, help="L0's")
     parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="PGD, Square")
     parser.add_argument("--sweep", action="store_true", help="minimal L2 over labelled photos")
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
-    parser.add_argument("--photos", type=photos, default=",".join(IMAGENET_PHOTOS), help="all 20")
-    parser.add_argument("--digits", type=Path, nargs="+", help="step 7's weights files")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/minimal"))
+    parser.add_argument(
+        "--photos", type=photos, default=",".join(IMAGENET_PHOTOS), help="default all"
+    )
+    parser.add_argument("--models", type=Path, nargs="+", help="step 7's weights files")
+    cli.add_output_dir(parser, "outputs/minimal", "the images and the scoreboard")
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if (args.image is not None) + args.sweep + bool(args.digits) != 1:
-        raise UserError("give one image, or --sweep, or --digits WEIGHTS...")
-    if args.digits:
+    if (args.image is not None) + args.sweep + bool(args.models) != 1:
+        raise UserError("give one image, or --sweep, or --models WEIGHTS...")
+    if args.models:
         return on_digits(args)
     if args.sweep:
         return sweep(args)
@@ -92,21 +94,21 @@ def attack_one(args):
     minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)
     every = {**how_small.budget_attacks(model, settings, targeted), **minimal}
     files = {name: args.output_dir / f"{slug(name)}.png" for name in every}
-    csv_path = args.output_dir / "scoreboard.csv"
-    check_outputs([*files.values(), csv_path], [args.image, args.weights])
+    csv_path, picture = args.output_dir / "scoreboard.csv", args.output_dir / "scoreboard.png"
+    check_outputs([*files.values(), csv_path, picture], [args.image, args.weights])
     print(f"Target class: {label(target)}" if targeted else f"Class: {label(original)}")
 
     # 1. As the papers run them: on floats, stopping just past the boundary. Saved as PNG,
     # each pixel is rounded to the nearest level: does the example survive?
     print("\nThe minimal attacks as the papers run them (on floats), and their PNGs:")
     floats = how_small.minimal_attacks(model, settings, targeted, grid=False)
-    floats_runs = {name: how_small.run_attack(a, x, labels) for name, a in floats.items()}
+    floats_runs = how_small.run_attacks(floats, x, labels, "on floats")
     how_small.rounding_table(model, x, labels, targeted, floats_runs)
 
     # 2. Every attack, each iterate judged as its PNG would hold it; the PNGs and the table
     # written together, each PNG read back to check it holds exactly the image judged.
-    runs = {name: how_small.run_attack(attack, x, labels) for name, attack in every.items()}
-    budget = f"within {args.epsilon * 255:.3g}/255"
+    runs = how_small.run_attacks(every, x, labels)
+    budget = f"within {epsilon_text(args.epsilon)}"
     goals = {name: budget if name not in minimal else "smallest" for name in every}
     reference = references(models, x, [known])
     print(f"\nThe scoreboard: every attack's saved PNG ({args.output_dir}/), on {model.name}:")
@@ -115,7 +117,8 @@ def attack_one(args):
         files[name]: checked_image_writer(run.adversarial, files[name])
         for name, run in runs.items()
     }
-    write_all({**pngs, csv_path: csv_writer(header, rows)})
+    figure = how_small.scoreboard_writer(x, runs, floats_runs, rows, picture)
+    write_all({**pngs, csv_path: csv_writer(header, rows), picture: figure})
 
 
 def slug(name):
@@ -140,7 +143,7 @@ def on_digits(args):
     """Step 7's models on their held-out digits: the smallest L2 and L-inf found."""
     from adversarial import digits
 
-    models = digits.load_named(args.digits)  # distinct names, even for two of one name
+    models = digits.load_named(args.models)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
     how_small.compare_on_digits(models, x_test, y_test, settings_of(args))
 

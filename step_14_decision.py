@@ -3,7 +3,7 @@ behind a content filter that answers yes or no: no probabilities, no gradients, 
 
 HopSkipJump (Chen, Jordan and Wainwright 2020) on one image, every query counted; --walk:
 the example after a few budgets beside the white-box minimum; --sweep: the L2 each budget
-buys on the labelled ImageNet photos, against CW-L2's (white box, step 13); --digits: the
+buys on the labelled ImageNet photos, against CW-L2's (white box, step 13); --models: the
 same on step 7's models."""
 
 from adversarial.plumbing.script import run
@@ -39,8 +39,10 @@ def parse_args(argv):
     parser.add_argument("--sweep", action="store_true", help="L2 against queries, labelled photos")
     photos = cli.list_of(cli.one_of(IMAGENET_PHOTOS), keep_order=True)
     parser.add_argument("--photos", type=photos, default=",".join(IMAGENET_PHOTOS), help="all 20")
-    parser.add_argument("--digits", type=Path, nargs="+", help="step 7's weights files")
-    parser.add_argument("--count", type=cli.int_in(1, 360), default=100, help="digits (of 360)")
+    parser.add_argument("--models", type=Path, nargs="+", help="step 7's weights files")
+    parser.add_argument(
+        "--digits-count", type=cli.int_in(1, 360), default=100, help="held-out digits (of 360)"
+    )
     budget = cli.int_in(1, 10_000)
     parser.add_argument("--cw-searches", type=budget, default=label_only.CW.cw_searches)
     parser.add_argument("--cw-steps", type=budget, default=label_only.CW.cw_steps, help="100")
@@ -51,9 +53,9 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if (args.image is not None) + args.sweep + bool(args.digits) != 1:
-        raise UserError("give one image, or --sweep, or --digits WEIGHTS...")
-    if args.digits:
+    if (args.image is not None) + args.sweep + bool(args.models) != 1:
+        raise UserError("give one image, or --sweep, or --models WEIGHTS...")
+    if args.models:
         return on_digits(args)
     if args.sweep:
         return sweep(args)
@@ -138,9 +140,9 @@ def on_digits(args):
     """Step 7's models on their held-out digits: HopSkipJump's L2 against CW-L2's."""
     from adversarial import digits
 
-    models = {path.stem.removeprefix("digits_"): digits.load_trained(path) for path in args.digits}
+    models = digits.load_named(args.models)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
-    x, y = x_test[: args.count], y_test[: args.count]
+    x, y = x_test[: args.digits_count], y_test[: args.digits_count]
     cw = (args.cw_searches, args.cw_steps)
     label_only.compare_on_digits(models, x, y, args.queries, args.seed, *cw)
 

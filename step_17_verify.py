@@ -39,7 +39,7 @@ def parse_args(argv):
         help="units of each hidden ReLU layer (default 32,32)",
     )
     parser.add_argument(
-        "--digits",
+        "--digits-count",
         type=cli.int_in(1, 360),
         default=20,
         help="the first held-out digits to answer three ways (default 20 of 360)",
@@ -65,7 +65,7 @@ def main(argv=None):
     torch.set_num_threads(1)  # tiny networks; 2 cores may be shared
     x_train, y_train, x_test, y_test = digits.load_data(args.seed)
     _, test_indices = digits.split_indices(args.seed)  # each digit's index in load_digits()
-    n, out = args.digits, args.output_dir
+    n, out = args.digits_count, args.output_dir
     # Every counterexample file this run may write, so that none is a surprise.
     pngs = {
         (name, index): out / f"counterexample_{name}_{index}.png"

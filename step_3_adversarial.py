@@ -28,7 +28,9 @@ def main(argv=None):
         help="r as .npy, shape (1, 3, 224, 224), in the model's normalised space "
         "(default: outputs/adversarial_r.npy, the one step 5 writes; or the tutorial's own)",
     )
-    parser.add_argument("--output", type=Path, default=Path("outputs/adversarial_from_r.png"))
+    parser.add_argument(
+        "--output", type=Path, default=Path("outputs/adversarial_from_r.png"), help="the image"
+    )
     add_model_arguments(parser, device=False)
     args = parser.parse_args(argv)
 

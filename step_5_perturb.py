@@ -16,7 +16,8 @@ from adversarial.plumbing.batches import attack_all, list_images, one_file_given
 from adversarial.plumbing.errors import AttackFailed, UserError
 from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.labels import class_index, label, short_label
-from adversarial.plumbing.outputs import linf_levels, plan_outputs, save_outputs
+from adversarial.plumbing.outputs import linf_levels, plan_outputs, save_outputs, view_names
+from adversarial.plumbing.tables import epsilon_text, plural
 from adversarial.plumbing.timing import Timer
 
 
@@ -27,7 +28,7 @@ def parse_args(argv):
     parser.add_argument(
         "--untargeted", action="store_true", help="push away from the current class"
     )
-    parser.add_argument("--method", choices=["sgd", "fgsm", "pgd"], default="sgd")
+    parser.add_argument("--method", choices=["sgd", "fgsm", "pgd"], default="sgd", help="attack")
     parser.add_argument(
         "--epsilon", type=cli.pixel_amount, default=2 / 255, help="L-inf bound, e.g. 2/255"
     )
@@ -48,7 +49,7 @@ def parse_args(argv):
     parser.add_argument(
         "--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="pgd's random start"
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    cli.add_output_dir(parser, what="the adversarial image, its perturbation, the comparison")
     parser.add_argument(
         "--batch-size", type=cli.int_in(1, 1024), default=8, help="images per batch, 1..1024"
     )
@@ -74,15 +75,6 @@ def make_attack(args, models, on_step=None):
     return FGSM(models, args.epsilon, **options)
 
 
-def view_names(args, models):
-    """What each row of the attack's logits is: every model, and for each the PNG and
-    its JPEG views, in the order the attack computes them."""
-    views = ["the PNG", *(f"JPEG {quality}" for quality in args.through_jpeg)]
-    if len(models) == 1:
-        return views
-    return [f"{model.name}, {view}" for model in models for view in views]
-
-
 def main(argv=None):
     args = parse_args(argv)
     timer = Timer(enabled=args.timing)
@@ -106,12 +98,12 @@ def main(argv=None):
 def title(args, models):
     """The comparison picture's title: the models, the method and epsilon."""
     names = " + ".join(model.name for model in models)
-    return f"{names}, {args.method}, epsilon {args.epsilon * 255:.3g}/255"
+    return f"{names}, {args.method}, epsilon {epsilon_text(args.epsilon)}"
 
 
 def attack_one(args, models, path, x, target, files):
     """The tutorial's story for one image: the progress lines, then old and new prediction."""
-    names = view_names(args, models)
+    names = view_names(models, args.through_jpeg)
 
     def print_progress(step, cross_entropy, predicted):
         if step % 5 == 0:  # the tutorial's progress line; the loss is the mean over views
@@ -135,7 +127,8 @@ def attack_one(args, models, path, x, target, files):
     jpeg = ", ".join(map(str, args.through_jpeg))
     also = f", and still after JPEG at quality {jpeg}" if jpeg else ""
     change = linf_levels(x, x_adversarial)
-    print(f"Fooled after {int(result.steps[0])} steps (max change {change}/255 per pixel{also})")
+    steps = plural(int(result.steps[0]), "step")
+    print(f"Fooled after {steps} (max change {change}/255 per pixel{also})")
     print(f"Old prediction: {label(original[0])}")
     print(f"New prediction: {label(final.argmax())}")
 
@@ -145,7 +138,7 @@ def failure(args, attack, result, names, target, original):
     held out, and what to try."""
     wanted = label(target) if target is not None else f"anything but {label(original)}"
     best = f"best probability of {wanted}: {result.best_probability[0]:.3f}"
-    budget = f"{attack.steps} step(s) at epsilon {args.epsilon * 255:.3g}/255"
+    budget = f"{plural(attack.steps, 'step')} at epsilon {epsilon_text(args.epsilon)}"
     views = zip(names, result.views_fooled[:, 0], strict=True)
     held_out = [name for name, fooled in views if not fooled]
     which = f"; not fooled: {', '.join(held_out)}" if len(names) > 1 else ""

@@ -23,7 +23,7 @@ from adversarial.plumbing.tables import print_table
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("image", type=Path, help="the adversarial image, any format Pillow reads")
-    parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg")
+    parser.add_argument("--defense", choices=list(DEFENSES), default="jpeg", help="which")
     parser.add_argument(
         "--quality", type=cli.jpeg_quality, help="JPEG quality, 1..100 (default: 75)"
     )
@@ -123,7 +123,14 @@ def sweep(args, defense, strengths, images, model, output):
         curves.append((f"original: {short_label(true)}", clean[1:], "go--", clean[0]))
     print_table(header, rows)
     title = f"{defense.name} vs {args.image.name} ({model.name})"
-    plot = curves_writer([(title, curves)], strengths, output, defense.axis, "probability")
+    plot = curves_writer(
+        [(title, curves)],
+        strengths,
+        output,
+        defense.axis,
+        "probability",
+        baseline=f"without {defense.name}",
+    )
     write_atomically(output, plot)
     print(f"Saved the plot to {output} (dotted: without {defense.name})")
 

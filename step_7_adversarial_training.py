@@ -43,7 +43,9 @@ def main(argv=None):
         "standard": digits.clean_loss(x_train, y_train),
         f"{args.method}_trained": adversarial_loss(x_train, y_train, args.method, args.epsilon),
     }
-    plot = args.output_dir / "robustness.png"
+    # Each method its own plot; the standard model is the same in both (same seed, batches).
+    name = "robustness.png" if args.method == "fgsm" else f"robustness_{args.method}.png"
+    plot = args.output_dir / name
     check_outputs(digits.output_files(plot, losses), [])  # before any training
     models = digits.train_models(losses, x_train, args.epochs, args.seed)
     title = f"Standard vs {args.method.upper()}-trained"

@@ -20,6 +20,7 @@ from adversarial.plumbing.files import check_outputs
 from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.labels import label, short_label, top_label
 from adversarial.plumbing.outputs import provenance
+from adversarial.plumbing.progress import progress
 from adversarial.plumbing.samples import PHOTOS, sample_photo, true_class
 from adversarial.plumbing.tables import print_table
 from adversarial.transfer import RANDOM, judge, references, save_transfer
@@ -43,7 +44,7 @@ def parse_args(argv):
         "--sweep", action="store_true", help="craft on each source, test on every model"
     )
     parser.add_argument(
-        "--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255"
+        "--epsilons", type=cli.list_of(cli.pixel_amount), default="2/255,4/255,8/255", help="sweep"
     )
     parser.add_argument(
         "--steps", type=cli.int_in(1, 1000), default=10, help="PGD steps, 1..1000 (default 10)"
@@ -108,8 +109,6 @@ def sweep(args, models, files):
     random signs of the same size as the baseline. Each model is judged on the photos it
     classifies right: untargeted, fooled = it no longer sees the true class (for a photo
     without a label, its own class of the clean photo)."""
-    from tqdm import tqdm
-
     x = torch.cat([sample_photo(name) for name in args.photos])
     expected = references(models, x, [true_class(name) for name in args.photos])
     sources = [[model] for model in models]
@@ -117,7 +116,7 @@ def sweep(args, models, files):
         sources += [[m for m in models if m is not held_out] for held_out in models]
     verdicts = {}  # (targeted, source names, epsilon) -> {model name: Verdict}
     settings = list(itertools.product((False, True), sources, args.epsilons))
-    for targeted, source, epsilon in tqdm(settings, desc="crafting", unit="setting"):
+    for targeted, source, epsilon in progress(settings, "crafting", unit="setting"):
         target = GOLDFISH if targeted else None
         labels = attack_labels(expected[source[0].name].classes, target)
         # The whole budget (no early stop): an example just across the line rarely transfers.

@@ -32,7 +32,8 @@ from adversarial.attacks.query import Square, model_query
 from adversarial.attacks.shared import input_gradient, mean_cross_entropy
 from adversarial.models import device_of
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.tables import print_table
+from adversarial.plumbing.progress import each, runs_of
+from adversarial.plumbing.tables import epsilon_text, print_table
 
 # A check fails when what it measures exceeds this share of all the examples: what another
 # attack fooled and the white-box attacks missed, the examples a large epsilon leaves, or
@@ -118,7 +119,12 @@ def autoattack_attacks(model, epsilon, budget, randomized=False):
     return {
         "APGD-CE": APGD(model, epsilon, budget.steps, loss="ce", seed=seed),
         "APGD-T (DLR)": APGDTargeted(
-            model, epsilon, budget.steps, budget.target_classes, seed=seed
+            model,
+            epsilon,
+            budget.steps,
+            budget.target_classes,
+            seed=seed,
+            on_step=runs_of(budget.target_classes, "target"),
         ),
         "Square": square_on_logits(model, epsilon, budget),
     }
@@ -136,7 +142,7 @@ def square_on_logits(model, epsilon, budget):
 def autoattack(model, x, y, epsilon, budget):
     """{attack name: (N,) bool fooled} for the compact AutoAttack's three attacks."""
     attacks = autoattack_attacks(model, epsilon, budget)
-    return {name: attack(x, y).success.cpu() for name, attack in attacks.items()}
+    return {name: attack(x, y).success.cpu() for name, attack in each(attacks, "AutoAttack")}
 
 
 def is_randomized(model, x):
@@ -194,7 +200,7 @@ def audit(model, x, y, epsilon, budget=Budget(), undefended=None):
     }
     if randomized:  # the score-only attack, on one draw per query
         attacks["Square"] = square_on_logits(model, epsilon, budget)
-    results = {name: attack(x, y) for name, attack in attacks.items()}
+    results = {name: attack(x, y) for name, attack in each(attacks, "audit")}
     shares = {name: judged(result.adversarial) for name, result in results.items()}
     fooled = {name: share <= 0.5 for name, share in shares.items()}  # by majority vote
     gradient_attacks = [name for name in attacks if name != "Square"]
@@ -313,7 +319,7 @@ def gradient_check(model, x, y, ends, y_ends, n):
 
 def report(result, title):
     """One screen: the checks, the robust accuracy under each attack, and a verdict."""
-    epsilon = f"{result.epsilon:.4g} ({result.epsilon * 255:.4g}/255)"
+    epsilon = epsilon_text(result.epsilon, levels=True)
     print(f"Audit: {title}, epsilon {epsilon}, {result.examples} examples")
     per_draw = {name: share.mean().item() for name, share in result.per_draw.items()}
     majority = {name: standing.float().mean().item() for name, standing in result.robust.items()}

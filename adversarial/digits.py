@@ -12,7 +12,8 @@ from adversarial.attacks import FGSM, PGD, quantize
 from adversarial.models import Classifier
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
-from adversarial.plumbing.tables import print_table
+from adversarial.plumbing.progress import progress
+from adversarial.plumbing.tables import epsilon_text, print_table
 
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
@@ -117,11 +118,9 @@ def train_models(losses, x_train, epochs, seed):
 
 def train(model, batch_loss, n, epochs, seed, name):
     """Adam over `epochs` shuffled passes of indices 0..n-1; batch_loss(model, batch) -> loss."""
-    from tqdm import tqdm
-
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)  # every model sees the same batches
-    for _ in tqdm(range(epochs), desc=f"training {name}", unit="epoch"):
+    for _ in progress(range(epochs), f"training {name}", unit="epoch"):
         for batch in torch.randperm(n, generator=generator).split(BATCH_SIZE):
             loss = batch_loss(model, batch)
             optimizer.zero_grad()
@@ -157,11 +156,9 @@ def evaluate(model, x, y, epsilons, name):
 
     Each attack judges the digits as attacked: accurate means not fooled.
     """
-    from tqdm import tqdm
-
     clean = accuracy(model, x, y)
     results = {"FGSM": [clean], "PGD": [clean]}
-    for epsilon in tqdm(epsilons, desc=f"attacking {name}", unit="epsilon"):
+    for epsilon in progress(epsilons, f"attacking {name}", unit="epsilon"):
         for attack in results:
             result = make_attack(attack.lower(), model, epsilon)(x, y)
             results[attack].append(1 - result.success.float().mean().item())
@@ -185,7 +182,7 @@ def report(models, results, epsilons, train_epsilon, title, plot):
 
     columns = [(name, attack) for name in results for attack in ("FGSM", "PGD")]
     rows = [
-        ["clean" if i == 0 else f"{epsilon:g}"]
+        ["clean" if i == 0 else epsilon_text(epsilon)]
         + [f"{results[name][attack][i]:.1%}" for name, attack in columns]
         for i, epsilon in enumerate([0, *epsilons])
     ]
@@ -198,7 +195,9 @@ def report(models, results, epsilons, train_epsilon, title, plot):
         for attack, style in (("FGSM", "--"), ("PGD", "-"))
     ]
     xlabel, mark = "epsilon (L-inf, pixels in [0, 1])", ("training epsilon", train_epsilon)
-    figure = curves_writer([(title, curves)], [0, *epsilons], plot, xlabel, "test accuracy", mark)
+    figure = curves_writer(
+        [(title, curves)], [0, *epsilons], plot, xlabel, "test accuracy", mark, percent=True
+    )
     _, *weights = output_files(plot, models)
     files = {plot: figure}
     for path, model in zip(weights, models.values(), strict=True):

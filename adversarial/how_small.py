@@ -16,6 +16,7 @@ import torch
 
 from adversarial.attacks import FGSM, PGD, Square, TutorialSGD, model_query, quantize
 from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels, fools, sizes
+from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
 from adversarial.plumbing.tables import print_table, save_csv
 from adversarial.transfer import judge
@@ -88,6 +89,11 @@ def run_attack(attack, x, labels):
     return Run(result.adversarial.cpu(), already, result.steps.cpu(), seconds)
 
 
+def run_attacks(attacks, x, labels, what="attacks"):
+    """run_attack for each of `attacks` ({name: attack}), with progress on stderr."""
+    return {name: run_attack(attack, x, labels) for name, attack in each(attacks, what)}
+
+
 def size_cells(x, x_adversarial):
     """L2, L-inf (in 8-bit levels), L0 (pixels) and rho of one image's change, as cells."""
     size = sizes(x, x_adversarial)
@@ -147,6 +153,34 @@ def scoreboard(x, runs, goals, models, references, target):
     return header, rows
 
 
+def scoreboard_writer(x, runs, floats_runs, rows, path):
+    """The scoreboard as a picture: each attack's L2, L-inf (levels) and L0 as saved, and
+    for the minimal attacks on floats too (before saving); an attack whose PNG does not
+    fool the model is marked so. rows: scoreboard()'s, whose third cell says if it fools."""
+    from adversarial.plumbing.figures import bars_writer
+
+    names = [f"{name}: does not fool" if fools == "no" else name for name, _, fools, *_ in rows]
+    saved = [sizes(x, run.adversarial) for run in runs.values()]
+    floats = [
+        sizes(x, floats_runs[name].adversarial) if name in floats_runs else None for name in runs
+    ]
+    panels = []
+    for title, measure, scale in (
+        ("L2", "l2", 1),
+        ("L-inf (levels)", "linf", 255),
+        ("L0", "l0", 1),
+    ):
+        values = {
+            "as saved (PNG)": [getattr(size, measure).item() * scale for size in saved],
+            "on floats": [
+                math.nan if size is None else getattr(size, measure).item() * scale
+                for size in floats
+            ],
+        }
+        panels.append((title, values))
+    return bars_writer(panels, names, path)
+
+
 def quartiles(values):
     """'median [first quartile, third quartile]' of a list, or 'n/a' if it is empty."""
     if not values:
@@ -186,7 +220,7 @@ def minimal_l2_over_photos(models, photos, csv_path):
     y = torch.tensor([true_class(name) for name in photos])
     header = ["model", "photos", "already wrong", "fooled", "L2: median [quartiles]", "rho"]
     rows, per_photo = [], []
-    for model in models:
+    for model in progress(models, "DeepFool on the photos", unit="model"):
         run = run_attack(DeepFool(model, grid=True), x, y)
         fooled = fools(model, run.adversarial, y, False).cpu() & ~run.already
         size = sizes(x, run.adversarial)
@@ -207,9 +241,9 @@ def compare_on_digits(models, x, y, settings):
     that fools it, on the grid, over the held-out digits it classifies right."""
     header = ["model", "digits", "already wrong", "fooled", "median [quartiles]"]
     l2_rows, linf_rows = [], []
-    for name, model in models.items():
+    for name, model in each(models, "minimal attacks", unit="model"):
         attacks = minimal_attacks(model, settings, targeted=False, grid=True)
-        runs = {name: run_attack(attacks[name], x, y) for name in MINIMAL_L2 + MINIMAL_LINF}
+        runs = run_attacks({name: attacks[name] for name in MINIMAL_L2 + MINIMAL_LINF}, x, y)
         already = int(runs["DeepFool L2"].already.sum())
         l2, linf = smallest_per_image(model, x, y, runs)
         l2_rows.append(distribution_row(name, len(x), already, l2))

@@ -14,10 +14,11 @@ import torch
 from adversarial.attacks import PGD, Square, model_query
 from adversarial.models import device_of, predict
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.figures import curves_writer
+from adversarial.plumbing.figures import Curve, curves_writer
 from adversarial.plumbing.files import write_all
+from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
-from adversarial.plumbing.tables import csv_writer, print_table
+from adversarial.plumbing.tables import csv_writer, epsilon_text, plural, print_table
 
 # The budgets at which the curves are read (queries per image, the image itself included).
 BUDGETS = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
@@ -53,6 +54,18 @@ def success_curve(result, budgets):
     return [share.item() for share in fooled_within]
 
 
+def success_steps(result, start, budget):
+    """The share fooled within q queries for every q from `start` to `budget`, exactly: the
+    (x, y) of a step function that rises at each image's query count."""
+    n = len(result.success)
+    queries = sorted(result.steps[result.success].tolist())
+    first = sum(q <= start for q in queries)
+    later = [q for q in queries if q > start]
+    x = [start, *later, budget]
+    y = [first / n, *((first + i + 1) / n for i in range(len(later))), len(queries) / n]
+    return x, y
+
+
 def query_figures(result):
     """(mean, median) queries of the images fooled, as the paper reports them (NaN if none)."""
     queries = result.steps[result.success].tolist()
@@ -74,7 +87,7 @@ def sweep_photos(model, names, epsilons, queries, p_init, seed):
     query = model_query(model)
     results = {
         epsilon: Square(query, epsilon, queries, p_init, seed=seed)(x[judged], labels[judged])
-        for epsilon in epsilons
+        for epsilon in progress(epsilons, f"Square on {int(judged.sum())} photos", "epsilon")
     }
     return results, judged.cpu()
 
@@ -89,21 +102,26 @@ def save_sweep(results, names, judged, budget, title, files):
         mean, median = query_figures(result)
         rows.append(
             [
-                f"{epsilon * 255:.4g}/255",
+                epsilon_text(epsilon),
                 f"{int(epsilon * 255 + 1e-3)}",
                 f"{result.success.float().mean():.0%}",
                 "-" if math.isnan(mean) else f"{mean:.0f}",
                 "-" if math.isnan(median) else f"{median:g}",
             ]
         )
-        curves.append((f"epsilon {epsilon * 255:.4g}/255", success_curve(result, budgets), style))
+        x, y = success_steps(result, budgets[0], budget)
+        curves.append(
+            Curve(
+                f"epsilon {epsilon_text(epsilon, levels=True)}", y, f"{style[0]}-", x=x, steps=True
+            )
+        )
         attacked = iter(zip(result.success.tolist(), result.steps.tolist(), strict=True))
         for name, right in zip(names, judged.tolist(), strict=True):
             success, queries = next(attacked) if right else ("", "")
             csv_rows.append([f"{epsilon * 255:.4g}/255", name, right, success, queries])
     paper = [PAPER_RESNET50[b] if b in PAPER_RESNET50 else float("nan") for b in budgets]
-    curves.append((PAPER_LABEL, paper, "k:"))
-    print(f"Square Attack, untargeted, {budget} queries per photo at most: {title}")
+    curves.append((PAPER_LABEL, paper, "ko:"))  # read at these budgets only
+    print(f"Square Attack, untargeted, {plural(budget, 'query')} per photo at most: {title}")
     print(f"Photos attacked (the model classifies them right): {int(judged.sum())} of {len(names)}")
     header = ["epsilon", "levels", "fooled", "mean queries", "median queries"]
     print_table(header, rows)
@@ -118,6 +136,7 @@ def save_sweep(results, names, judged, budget, title, files):
                 "queries per photo",
                 "share fooled",
                 xscale="log",
+                percent=True,
             ),
             csv: csv_writer(["epsilon", "photo", "judged", "fooled", "queries"], csv_rows),
         }
@@ -134,8 +153,8 @@ def compare_on_digits(models, x, y, epsilons, pgd, square):
     rows, warnings = [], []
     pgd_name = "PGD" if restarts == 1 else f"PGD x{restarts}"
     for epsilon in epsilons:
-        row = [f"{epsilon:g}"]
-        for name, model in models.items():
+        row = [epsilon_text(epsilon)]
+        for name, model in each(models, f"epsilon {epsilon_text(epsilon)}", unit="model"):
             # A digit the model gets wrong is lost to both: Square's first query is the
             # digit itself, PGD's a random point near it.
             with torch.no_grad():
@@ -147,9 +166,8 @@ def compare_on_digits(models, x, y, epsilons, pgd, square):
             score_only = 1 - attack(x, y).success.float().mean().item()
             row += [f"{white_box:.1%}", f"{score_only:.1%}"]
             if score_only < white_box:
-                warnings.append(
-                    f"{name} at {epsilon:g}: Square {score_only:.1%} < {pgd_name} {white_box:.1%}"
-                )
+                at = f"{name} at {epsilon_text(epsilon)}"
+                warnings.append(f"{at}: Square {score_only:.1%} < {pgd_name} {white_box:.1%}")
         rows.append(row)
     columns = [f"{name} vs {attack}" for name in models for attack in (pgd_name, "Square")]
     print(f"Accuracy on the {len(y)} held-out digits under attack:")

@@ -15,6 +15,8 @@ import torch
 from scipy.stats import binomtest, norm
 from torch import nn
 
+from adversarial.plumbing.progress import progress
+
 ABSTAIN = -1
 # The largest sigma step 12 takes: 4 times the whole pixel range [0, 1] (Cohen et al. go
 # up to 1), beyond which the noise leaves nothing of a digit; a sigma like 1e308 would
@@ -97,6 +99,15 @@ def certified_accuracy(classes, radii, labels, radius):
     return ((classes == labels) & (radii >= radius)).float().mean().item()
 
 
+def certified_steps(classes, radii, labels, largest):
+    """Certified accuracy for every radius from 0 to `largest`, exactly: the (x, y) of a step
+    function that falls just past each image's certified radius, and is 0 past them all."""
+    right = torch.as_tensor(classes) == labels
+    radii = torch.as_tensor(radii)
+    x = sorted({0.0, largest, *(r for r in radii[right].tolist() if r < largest)})
+    return x, [(right & (radii > r)).float().mean().item() for r in x]
+
+
 class SmoothedSoftmax(nn.Module):
     """The smoothed classifier's soft version for attacks (Salman et al. 2019): for each
     image, the log of the mean softmax of the base classifier over m fresh noise samples.
@@ -117,7 +128,8 @@ class SmoothedSoftmax(nn.Module):
 
 def certify_all(model, x, sigma, n0, n, alpha, batch_size=1000):
     """CERTIFY on every image: (classes, radii) tensors; ABSTAIN and 0 where it abstains."""
-    results = [certify(model, image, sigma, n0, n, alpha, batch_size) for image in x]
+    images = progress(x, f"certifying, sigma {sigma:g}", unit="image")
+    results = [certify(model, image, sigma, n0, n, alpha, batch_size) for image in images]
     classes, radii = zip(*results, strict=True)
     return torch.tensor(classes), torch.tensor(radii, dtype=torch.float32)
 
@@ -130,7 +142,7 @@ def empirical_accuracy(model, x, y, sigma, radii, m, steps, n):
 
     smoothed = SmoothedSoftmax(model, sigma, m)
     accuracies = []
-    for radius in radii:
+    for radius in progress(radii, f"attacking, sigma {sigma:g}", unit="radius"):
         if radius == 0:
             x_attacked = x
         else:
@@ -146,7 +158,7 @@ def report(certified, empirical, labels, radii, n, alpha, files):
     the ceilings; return the writers of the plot and the CSV ({path: write}), for the run
     to save with its other files. certified: {sigma: (classes, radii)};
     empirical: {sigma: [accuracy per radius]}."""
-    from adversarial.plumbing.figures import curves_writer
+    from adversarial.plumbing.figures import Curve, curves_writer
     from adversarial.plumbing.tables import csv_writer, print_table
 
     sigmas = list(certified)
@@ -176,10 +188,12 @@ def report(certified, empirical, labels, radii, n, alpha, files):
         else:  # even n copies out of n leave pA_lower at 1/2 or below
             limit = f"no radius can be certified with N = {n} and alpha = {alpha:g}"
         print(f"{name}: abstained on {abstained:.1%}; {limit}")
-        curves.append((f"{name}, certified", table[sigma], f"{color}o-"))
+        x, y = certified_steps(*certified[sigma], labels, radii[-1])
+        curves.append(Curve(f"{name}, certified", y, f"{color}-", x=x, steps=True))
         curves.append((f"{name}, under L2 PGD", empirical[sigma], f"{color}x--"))
     png, csv = files
     title = f"Randomized smoothing on the digits (N = {n}, alpha = {alpha:g})"
-    figure = curves_writer([(title, curves)], radii, png, "L2 radius", "accuracy", marks)
+    axis = ("L2 radius", "accuracy")
+    figure = curves_writer([(title, curves)], radii, png, *axis, marks, percent=True)
     header = ["sigma", "radius", "certified accuracy", "empirical robust accuracy"]
     return {png: figure, csv: csv_writer(header, csv_rows)}

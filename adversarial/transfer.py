@@ -16,7 +16,7 @@ import torch
 from adversarial.models import FAMILIES, predict
 from adversarial.plumbing.figures import curves_writer
 from adversarial.plumbing.files import write_all
-from adversarial.plumbing.tables import csv_writer, print_table
+from adversarial.plumbing.tables import csv_writer, epsilon_text, print_table
 
 RANDOM = "random signs"  # the baseline's name in the tables
 
@@ -100,7 +100,7 @@ def save_transfer(verdicts, names, epsilons, n_photos, target_name, files):
                         made_on_it,
                     ]
                 )
-            rows.append([" + ".join(source), f"{epsilon * 255:.3g}/255", *cells])
+            rows.append([" + ".join(source), epsilon_text(epsilon), *cells])
         what = "share of the photos judged that fool each model"
         if targeted:
             what += f" (median rank of {target_name} among the 1000 classes)"
@@ -108,7 +108,7 @@ def save_transfer(verdicts, names, epsilons, n_photos, target_name, files):
         print_table(["made on", "epsilon", *names], rows)
         curves = summary_curves(verdicts, targeted, epsilons)
         print(f"\n{mode.capitalize()}, in sum: mean share fooled")
-        epsilon_names = [f"{epsilon * 255:.3g}/255" for epsilon in epsilons]
+        epsilon_names = [epsilon_text(epsilon) for epsilon in epsilons]
         print_table(["", *epsilon_names], [[k, *map(percent, v)] for k, v, _ in curves])
         panels.append((mode.capitalize(), curves))
     print("(* the model the example was made on, or a member of the ensemble)")
@@ -117,7 +117,9 @@ def save_transfer(verdicts, names, epsilons, n_photos, target_name, files):
     x_values = [epsilon * 255 for epsilon in epsilons]
     write_all(
         {
-            png: curves_writer(panels, x_values, png, "epsilon (/255)", "share fooled"),
+            png: curves_writer(
+                panels, x_values, png, "epsilon (/255)", "share fooled", percent=True
+            ),
             csv: csv_writer([*header, "median target rank", "made on it"], csv_rows),
         }
     )

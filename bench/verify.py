@@ -11,13 +11,13 @@ beside the margin at PGD's image. Per margin logit[label] - logit[j]:
 exact smallest margin itself takes the MILP minutes per margin here, so it is left out.)
 
 1. The three networks of step 17's default run (same seed, epochs, hidden sizes, epsilon
-   0.1), on the first --digits held-out digits: the mean of each method's margins, how
+   0.1), on the first --digits-count held-out digits: the mean of each method's margins, how
    often CROWN is above IBP, and the order checked margin by margin.
 2. MILP time against unstable ReLUs: standard and IBP-trained networks of growing width,
    step 17's MILP (`verify.exact`) with big-M from IBP alone and from the tighter of IBP
    and CROWN, on the same digits. Wall times on this machine, not part of the tests.
 
-    python bench/verify.py [--digits 10] [--widths 16,32,64] [--time-limit 30]
+    python bench/verify.py [--digits-count 10] [--widths 16,32,64] [--time-limit 30]
 """
 
 import sys
@@ -95,13 +95,13 @@ def milp_growth(x_train, y_train, x, y, widths, time_limit):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--digits", type=int, default=10)
+    parser.add_argument("--digits-count", type=int, default=10)
     parser.add_argument("--widths", default="16,32,64")
     parser.add_argument("--time-limit", type=float, default=30)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     x_train, y_train, x_test, y_test = digits.load_data(SEED)
-    x, y = x_test[: args.digits], y_test[: args.digits]
+    x, y = x_test[: args.digits_count], y_test[: args.digits_count]
     models = three_answers.train_all(x_train, y_train, EPSILON, EPOCHS, (32, 32), SEED)
     compare_bounds(models, x, y)
     widths = [int(w) for w in args.widths.split(",")]

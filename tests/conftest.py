@@ -154,6 +154,7 @@ def assert_clean_error(result, *fragments):
     assert result.returncode != 0, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]  # one format, the parser's included
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

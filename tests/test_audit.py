@@ -255,7 +255,7 @@ def test_a_detector_that_refuses_fails_the_gradient_check_at_the_end_points(trai
 def test_step_11_on_the_digits_and_the_decoy(trained):
     _, files, _, _ = trained
     tiny = ["--steps", "5", "--target-classes", "1", "--queries", "20"]
-    args = ["--digits", files["fgsm_trained"], "--undefended", files["standard"], *tiny]
+    args = ["--models", files["fgsm_trained"], "--undefended", files["standard"], *tiny]
     lines = succeeded(call(step_11_audit, *args))
     assert lines[0] == "Audit: digits_fgsm_trained.pth, epsilon 0.2 (51/255), 360 examples"
     assert lines[-1].startswith("Verdict: ")
@@ -268,9 +268,9 @@ def test_step_11_on_the_digits_and_the_decoy(trained):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "one of the arguments --digits --jpeg --decoy is required"),
-        (["--jpeg", "--undefended", "x.pth"], "--undefended is for --digits"),
-        (["--digits", "missing.pth"], "missing.pth"),
+        ([], "one of the arguments --models --jpeg --decoy is required"),
+        (["--jpeg", "--undefended", "x.pth"], "--undefended is for --models"),
+        (["--models", "missing.pth"], "missing.pth"),
         # Lite0 takes imagenet_03 (a buckeye) for a custard apple: no example to audit.
         (["--jpeg", "--photos", "imagenet_03", "--model", "efficientnet_lite0"], "none of the"),
     ],

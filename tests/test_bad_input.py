@@ -168,8 +168,8 @@ def test_bad_weights_files(coffee, tmp_path):
         (["--epsilon=1e400"], "--epsilon"),
         (["--steps", "100000000000000000000"], "--steps: must be from 1 to 10000"),
         (["--method", "pgd", "--seed", "18446744073709551616"], "--seed: must be from 0 to"),
-        (["--lr", "nan"], "--lr: must be a finite number > 0"),
-        (["--lr", "inf"], "--lr: must be a finite number > 0"),
+        (["--lr", "nan"], "--lr: must be a finite number"),
+        (["--lr", "inf"], "--lr: must be a finite number"),
         (["--batch-size", "100000"], "--batch-size: must be from 1 to 1024"),
     ],
 )

@@ -133,7 +133,7 @@ def test_an_image_certified_at_twice_the_radius_keeps_its_class_under_attack(mod
 
 
 def test_the_step_reproduces_its_table_from_its_own_models(tmp_path):
-    tiny = ["--sigmas", "0.25,0.5", "--epochs", "1", "--digits", "6", "--n0", "20"]
+    tiny = ["--sigmas", "0.25,0.5", "--epochs", "1", "--digits-count", "6", "--n0", "20"]
     tiny += ["--n", "100", "--radii", "0.25", "--pgd-steps", "2", "--noise-samples", "4"]
     code, out, err = call(step12, *tiny, "--output-dir", tmp_path / "a")
     assert code == 0, err

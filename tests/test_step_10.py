@@ -87,7 +87,7 @@ def test_square_beside_pgd_on_digits_models(tmp_path):
         torch.manual_seed(seed)
         files.append(tmp_path / f"digits_model{seed}.pth")
         torch.save(digits.build_model(0.3, 0.4).state_dict(), files[-1])
-    args = ["--digits", *files, "--digits-epsilons", "0.3", "--queries", "10", "--pgd-steps", "2"]
+    args = ["--models", *files, "--digits-epsilons", "0.3", "--queries", "10", "--pgd-steps", "2"]
     lines = succeeded(call(step_10_query, *args, "--pgd-restarts", "2"))
     assert lines[:2] == [
         "PGD: 2 steps of epsilon/4; Square: 10 queries, p_init 0.8",
@@ -141,11 +141,11 @@ def test_a_digit_the_model_gets_wrong_is_lost_to_pgd_as_to_square():
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "give one image, or --sweep, or --digits"),
-        (["--sweep", "--digits", "x.pth"], "give one image, or --sweep, or --digits"),
+        ([], "give one image, or --sweep, or --models"),
+        (["--sweep", "--models", "x.pth"], "give one image, or --sweep, or --models"),
         (["--sweep", "--p-init", "2"], "must be a share from 0 to 1"),
         (["--sweep", "--queries", "0"], "--queries"),
-        (["--digits", "missing.pth"], "missing.pth"),
+        (["--models", "missing.pth"], "missing.pth"),
     ],
 )
 def test_bad_arguments_are_one_line(args, message, tmp_path):

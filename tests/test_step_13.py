@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import LITE0, assert_clean_error, call, run_script, succeeded
+from PIL import Image
 
 import step_1_sample_image
 import step_13_minimal
@@ -41,6 +42,8 @@ def test_the_scoreboard_is_judged_and_measured_on_the_saved_pngs(scoreboard_run,
     _, folder = scoreboard_run
     with open(folder / "scoreboard.csv", newline="") as file:
         rows = list(csv.DictReader(file))
+    with Image.open(folder / "scoreboard.png") as picture:  # the scoreboard drawn beside it
+        assert picture.format == "PNG"
     assert [row["attack"] for row in rows] == ATTACKS
     model = load_model("efficientnet_lite0")
     x = load_image_tensor(coffee)
@@ -83,7 +86,7 @@ def test_digits_models_get_both_tables(tmp_path):
         path = tmp_path / f"digits_{name}.pth"
         torch.save(digits.build_model().state_dict(), path)
         files.append(path)
-    lines = succeeded(call(step_13_minimal, "--digits", *files, *TINY))
+    lines = succeeded(call(step_13_minimal, "--models", *files, *TINY))
     assert lines[0].startswith("Smallest L2 found")
     assert [line.split()[0] for line in lines[2:4]] == ["standard", "other"]
     linf = lines.index("Smallest L-inf found (DeepFool L-inf), as saved:")

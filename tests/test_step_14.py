@@ -75,7 +75,7 @@ def test_the_digits_table(tmp_path):
     torch.manual_seed(3)  # an untrained model (3 of the 30 right): the mechanics only
     weights = tmp_path / "digits_model0.pth"
     torch.save(digits.build_model(0.3, 0.4).state_dict(), weights)
-    args = ["--digits", weights, "--count", "30", "--queries", "20", "--cw-searches", "1"]
+    args = ["--models", weights, "--digits-count", "30", "--queries", "20", "--cw-searches", "1"]
     lines = succeeded(call(step_14_decision, *args, "--cw-steps", "2"))
     assert " ".join(lines[2].split()) == "model digits CW-L2 (white box) 20"
     row = lines[3].split()
@@ -89,8 +89,8 @@ def test_the_digits_table(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "give one image, or --sweep, or --digits"),
-        (["--sweep", "--digits", "x.pth"], "give one image, or --sweep, or --digits"),
+        ([], "give one image, or --sweep, or --models"),
+        (["--sweep", "--models", "x.pth"], "give one image, or --sweep, or --models"),
         (["--sweep", "--queries", "0"], "--queries"),
         (["--sweep", "--norm", "l1"], "--norm"),
     ],

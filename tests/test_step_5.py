@@ -117,7 +117,7 @@ def test_failed_attack_exits_1_and_writes_nothing(coffee, tmp_path):
     out = tmp_path / "out"
     result = call(step_5_perturb, coffee, *LITE0, "--method", "fgsm", "--output-dir", out)
     assert result.returncode == 1
-    assert_clean_error(result, "no adversarial image within 1 step(s)", "best probability")
+    assert_clean_error(result, "no adversarial image within 1 step at", "best probability")
     assert not out.exists()  # not even an empty folder
 
 

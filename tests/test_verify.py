@@ -120,7 +120,7 @@ def test_ibp_training_certifies_more_than_standard(standard, data):
 def test_the_step_writes_its_csv_and_counterexamples(tmp_path):
     out = tmp_path / "verify"
     args = [
-        "--digits",
+        "--digits-count",
         4,
         "--epochs",
         1,

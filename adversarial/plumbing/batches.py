@@ -14,6 +14,7 @@ from adversarial.plumbing.errors import AttackFailed, UserError
 from adversarial.plumbing.images import load_image_tensor
 from adversarial.plumbing.labels import label
 from adversarial.plumbing.outputs import linf_levels, save_outputs
+from adversarial.plumbing.progress import progress
 from adversarial.plumbing.tables import print_table, save_csv
 
 
@@ -51,9 +52,7 @@ def image_batches(paths, batch_size, description, on_error):
     A file that cannot be read is reported on stderr, passed to on_error(path) and
     skipped, so one bad file in a folder does not stop the rest.
     """
-    from tqdm import tqdm
-
-    with tqdm(total=len(paths), unit="image", desc=description) as progress:
+    with progress(total=len(paths), unit="image", what=description) as bar:
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
             images = {}
@@ -61,11 +60,11 @@ def image_batches(paths, batch_size, description, on_error):
                 try:
                     images[path] = load_image_tensor(path)
                 except UserError as err:
-                    tqdm.write(f"error: {err}", file=sys.stderr)
+                    bar.write(f"error: {err}", file=sys.stderr)
                     on_error(path)
             if images:
                 yield images
-            progress.update(len(batch))
+            bar.update(len(batch))
 
 
 class Summary:

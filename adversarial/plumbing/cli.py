@@ -10,12 +10,33 @@ from pathlib import Path
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is reported on one line (no usage block)."""
+    """argparse, but a bad argument is reported on one line (no usage block), in the same
+    form as every other error: `error: ...`."""
 
     def error(self, message):
         # argparse's own messages (a bad choice) quote values whole: shortened as ours are.
         message = re.sub(r"'([^']{41,})'", lambda match: repr(shown(match[1])), message)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"error: {message}\n")
+
+    def add_argument(self, *args, **kwargs):
+        """An option whose help does not say its default gets it added: "(default 2/255)"."""
+        action = super().add_argument(*args, **kwargs)
+        unset = (None, False, (), argparse.SUPPRESS)
+        named = action.option_strings and action.help and action.default not in unset
+        if named and "default" not in action.help:
+            action.help += f" (default {default_text(action.default)})"
+        return action
+
+
+def default_text(value):
+    """A default as a learner would type it: 2/255 for an epsilon, a,b for a list."""
+    from adversarial.plumbing.tables import epsilon_text
+
+    if isinstance(value, float):
+        return epsilon_text(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(default_text, value))
+    return str(value)
 
 
 def add_model_arguments(parser, device=True, ensemble=False):
@@ -51,6 +72,15 @@ def add_device_argument(parser):
         default="auto",
         help="where to run (default: auto, the GPU when there is one)",
     )
+
+
+def add_output_dir(parser, default="outputs", what="the results"):
+    parser.add_argument("--output-dir", type=Path, default=Path(default), help=f"for {what}")
+
+
+def add_seed(parser, what):
+    """--seed, the same range in every step; `what`: what it draws."""
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help=what)
 
 
 def add_digits_arguments(parser):
@@ -105,13 +135,25 @@ def int_in(low, high):
 jpeg_quality = int_in(1, 100)
 
 
+def amount(text):
+    """argparse type: a finite number written as 0.5, 1/2 or 8/255, the forms every amount
+    of pixels, radius, noise level or step size accepts."""
+    numerator, _, denominator = text.partition("/")
+    try:  # float() first: Fraction("1e1000000000") would compute the power of ten exactly
+        value = float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)!r} is not a number like 8/255, 0.5 or 1/2"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
+    return value
+
+
 def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
+    """argparse type: an amount (0.5, 1/2, 8/255) > 0."""
+    value = amount(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {shown(text)}")
     return value
 
@@ -157,13 +199,7 @@ def pixel_amount(text):
 
     Below one 8-bit level the saved image could not change at all.
     """
-    numerator, _, denominator = text.partition("/")
-    try:  # float() first: Fraction("1e1000000000") would compute the power of ten exactly
-        value = float(numerator) / float(denominator or 1)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"{shown(text)!r} is not a number like 2/255 or 0.008"
-        ) from None
+    value = amount(text)
     if not 1 / 255 - 1e-9 <= value <= 1:
         raise argparse.ArgumentTypeError(
             f"must be from 1/255 (one 8-bit level) to 1 (pixel units), got {shown(text)}"
@@ -190,9 +226,9 @@ def layer_sizes(text):
     try:
         sizes = tuple(int(item) for item in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 32,32") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a list like 32,32") from None
     if not all(1 <= size <= 512 for size in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: each size must be from 1 to 512")
+        raise argparse.ArgumentTypeError(f"{shown(text)!r}: each size must be from 1 to 512")
     return sizes
 
 

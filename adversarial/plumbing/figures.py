@@ -1,6 +1,7 @@
 """The pictures the scripts save: the comparison strip of step 5, and curves for the sweeps."""
 
 import logging
+from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -46,27 +47,65 @@ def comparison_writer(panels, title):
     return lambda tmp: canvas.save(tmp, format="PNG")
 
 
-def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="linear", yscales=None):
-    """Line plots side by side: panels is [(title, curves)], each curve (label, y values,
-        matplotlib style with a colour, e.g. "ro-") or (label, y values, style, baseline): a
-        baseline is drawn as a dotted horizontal line of the same colour (e.g. the value with
-        no defense). `mark` draws a dotted vertical line (label, x) in each, or one per item of a
-    list of (label, x, colour); xscale "log" spaces
-        x logarithmically (e.g. queries, from 2 to 10,000). ylabel: one for all panels or
-        one per panel; yscales: per panel, "linear" (a share: from 0 to 1) or "log". Returns
-        write(tmp), which saves the figure as PNG, PDF or SVG by the suffix of `path`."""
+class Curve(NamedTuple):
+    """One curve of curves_writer. A plain tuple (label, y, style[, baseline]) will do."""
+
+    label: str
+    y: object  # values at curves_writer's x_values, or at `x`
+    style: str  # matplotlib's: a colour, a marker, a line, e.g. "ro-"
+    baseline: float | None = None  # drawn as a dotted line of the same colour
+    x: object = None  # the curve's own x values (default: the plot's)
+    steps: bool = False  # a step function: each value holds until the next x
+
+
+def curves_writer(panels, x_values, path, *axes, **options):
+    """write(tmp), which saves curves_figure(panels, x_values, *axes, **options) as PNG, PDF
+    or SVG by the suffix of `path`."""
+    figure = curves_figure(panels, x_values, *axes, **options)
+    fmt = str(path).rsplit(".", 1)[-1].lower()
+    return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)
+
+
+def curves_figure(
+    panels,
+    x_values,
+    xlabel,
+    ylabel,
+    mark=None,
+    xscale="linear",
+    percent=False,
+    baseline="without it",
+    yscales=None,
+):
+    """Line plots side by side: panels is [(title, curves)], each curve a Curve or a tuple
+    (label, y values, style[, baseline]). A baseline is a dotted horizontal line of the
+    curve's colour, in the legend as "label, `baseline`" (e.g. "without JPEG"). `mark` draws
+    a dotted vertical line (label, x) in each, or one per item of a list of (label, x,
+    colour); xscale "log" spaces x logarithmically (e.g. queries, from 2 to 10,000);
+    percent: the y axis in percent of 1 (as the tables print shares). ylabel: one for all
+    panels or one per panel; yscales: per panel, "linear" (a share: from 0 to 1) or "log".
+    The legend sits beside the axes, never over the data."""
     Figure = _matplotlib_figure()
+    from matplotlib.ticker import PercentFormatter
+
     # The object-oriented API renders off-screen and never opens a window.
-    figure = Figure(figsize=(6.4 * len(panels), 4), layout="constrained")
+    figure = Figure(figsize=(9.6 * len(panels), 4), layout="constrained")
     all_axes = figure.subplots(1, len(panels), squeeze=False)[0]
     ylabels = [ylabel] * len(panels) if isinstance(ylabel, str) else ylabel
     for axes, (title, curves), label_y, yscale in zip(
         all_axes, panels, ylabels, yscales or ["linear"] * len(panels), strict=True
     ):
-        for name, values, style, *baseline in curves:
-            (line,) = axes.plot(x_values, values, style, label=_literal(name))
-            if baseline:
-                axes.axhline(float(baseline[0]), color=line.get_color(), linestyle=":")
+        for curve in (Curve(*c) for c in curves):
+            x = x_values if curve.x is None else curve.x
+            drawstyle = "steps-post" if curve.steps else "default"
+            (line,) = axes.plot(
+                x, curve.y, curve.style, label=_literal(curve.label), drawstyle=drawstyle
+            )
+            if curve.baseline is not None:
+                label = _literal(f"{curve.label}, {baseline}")
+                axes.axhline(
+                    float(curve.baseline), color=line.get_color(), linestyle=":", label=label
+                )
         marks = [] if mark is None else mark if isinstance(mark, list) else [(*mark, "grey")]
         for label, x, color in marks:
             axes.axvline(x, color=color, linestyle=":", label=label)
@@ -76,9 +115,44 @@ def curves_writer(panels, x_values, path, xlabel, ylabel, mark=None, xscale="lin
             axes.set_ylim(0, 1.02)
         axes.set_xscale(xscale)
         axes.set_xticks(x_values, [f"{x:g}" for x in x_values])
-        axes.legend()
+        if percent:
+            axes.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+        # Beside the axes (constrained layout makes room): it covers no curve.
+        axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return figure
+
+
+def bars_writer(panels, names, path):
+    """write(tmp), which saves bars_figure(panels, names) by the suffix of `path`."""
+    figure = bars_figure(panels, names)
     fmt = str(path).rsplit(".", 1)[-1].lower()
     return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)
+
+
+def bars_figure(panels, names):
+    """Horizontal bars side by side: panels is [(title, {series: value per name})], one
+    group of bars per name (an attack, a model), one bar per series (on floats, as saved);
+    a NaN (or, on a log scale, a 0) draws no bar. Each panel has its own scale, logarithmic:
+    sizes that differ a hundredfold stay readable side by side. The legend sits beside the
+    last panel."""
+    Figure = _matplotlib_figure()
+    from matplotlib.ticker import NullFormatter
+
+    figure = Figure(figsize=(3.6 * len(panels) + 2.4, 0.5 * len(names) + 1.4), layout="constrained")
+    all_axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for axes, (title, series) in zip(all_axes, panels, strict=True):
+        height = 0.8 / len(series)
+        for i, (label, values) in enumerate(series.items()):
+            rows = [k + i * height for k in range(len(names))]
+            axes.barh(rows, values, height, label=_literal(label))
+        middle = [k + height * (len(series) - 1) / 2 for k in range(len(names))]
+        axes.set_yticks(middle, [_literal(name) for name in names])
+        axes.set_title(_literal(title))
+        axes.set(xscale="log", xlabel="log scale")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # 2x10^4, 3x10^4 ... overlapped
+    all_axes[0].invert_yaxis()  # the first name at the top, as in the table
+    all_axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return figure
 
 
 def _matplotlib_figure():

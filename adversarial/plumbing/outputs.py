@@ -61,6 +61,15 @@ def provenance(path):
     return made_on, target, recorded_class(text["original"])
 
 
+def view_names(models, jpeg_qualities):
+    """What each row of an attack's logits is: every model, and for each the PNG and its
+    JPEG views (step 5's --through-jpeg), in the order the attack computes them."""
+    views = ["the PNG", *(f"JPEG {quality}" for quality in jpeg_qualities)]
+    if len(models) == 1:
+        return views
+    return [f"{model.name}, {view}" for model in models for view in views]
+
+
 def linf_levels(x, adversarial):
     """Largest change of any pixel channel, in 8-bit levels."""
     return int(((adversarial - x).abs().max() * 255).round())

@@ -3,7 +3,7 @@
 Each script imports `run` from here before anything else, before PyTorch: importing this
 module makes Ctrl-C while the libraries load (a few seconds) exit at once with one line
 and status 130, as it does later, instead of a long traceback from deep inside an import,
-and gives a closed stderr somewhere to go.
+gives a closed stderr somewhere to go, and sets how PyTorch's threads wait (below).
 Library modules never import this one, nor adversarial.plumbing.cli; the scripts do.
 """
 
@@ -16,6 +16,17 @@ import sys
 from adversarial.plumbing.errors import UserError
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# How PyTorch's threads wait, set before torch loads its OpenMP runtime. By default a
+# thread that has finished its share of an operation spins, for up to a few milliseconds,
+# until the next one starts. On a quiet machine that saves waking it up; on a machine where
+# another program is busy (a browser, a second run), the spinning thread takes the core the
+# one still working needs, and the attacks that run many small operations (steps 10 and
+# 13) ran ten times slower. PASSIVE: a waiting thread sleeps at once. A learner's own
+# setting of any of these wins (docs/how_fast.md, "A shared CPU").
+WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+if not any(name in os.environ for name in WAIT_SETTINGS):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def _stderr_to_devnull():

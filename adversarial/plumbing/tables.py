@@ -19,6 +19,23 @@ def format_table(header, rows):
     return lines
 
 
+def plural(n, word):
+    """'1 step', '5 steps', '2 queries': a count and its noun."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
+
+
+def epsilon_text(epsilon, levels=False):
+    """An epsilon (or any change of pixels in [0, 1]) as every step prints it: a short
+    decimal as itself ("0.2"; levels=True adds its 8-bit levels: "0.2 (51/255)"), anything
+    else in 8-bit levels ("8/255", not 0.0313725; "0.5/255")."""
+    decimal = f"{epsilon:.4g}"
+    if abs(float(decimal) - epsilon) > 1e-9 * max(1, abs(epsilon)):
+        return f"{epsilon * 255:.4g}/255"
+    return f"{decimal} ({epsilon * 255:.4g}/255)" if levels else decimal
+
+
 def print_table(header, rows):
     for line in format_table(header, rows):
         print(line)
