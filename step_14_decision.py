@@ -44,9 +44,15 @@ def parse_args(argv):
         "--digits-count", type=cli.int_in(1, 360), default=100, help="held-out digits (of 360)"
     )
     budget = cli.int_in(1, 10_000)
-    parser.add_argument("--cw-searches", type=budget, default=label_only.CW.cw_searches)
-    parser.add_argument("--cw-steps", type=budget, default=label_only.CW.cw_steps, help="100")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/decision"))
+    parser.add_argument(
+        "--cw-searches", type=budget, default=label_only.CW.cw_searches, help="CW-L2's c search"
+    )
+    parser.add_argument(
+        "--cw-steps", type=budget, default=label_only.CW.cw_steps, help="CW-L2's steps per c"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/decision"), help="for every file"
+    )
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 

@@ -55,8 +55,10 @@ def parse_args(argv):
         default="-45,-30,-15,0,15,30,45",
         help="the plot's rotations, beyond the 22.5 degrees sampled (default -45,-30,...,45)",
     )
-    parser.add_argument("--seed", type=cli.int_in(0, 2**63 - 1), default=0)
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    parser.add_argument(
+        "--seed", type=cli.int_in(0, 2**63 - 1), default=0, help="PGD's start, the draws"
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs"), help="for every file")
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 

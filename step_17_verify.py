@@ -30,7 +30,9 @@ def parse_args(argv):
         "--epsilon", type=cli.pixel_amount, default=0.1, help="L-inf, pixels in [0, 1] (0.1)"
     )
     parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="default 0")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/verify"))
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/verify"), help="for every file"
+    )
     parser.add_argument("--epochs", type=cli.int_in(1, 1000), default=20, help="default 20")
     parser.add_argument(
         "--hidden",

@@ -595,7 +595,7 @@ def test_a_damaged_true_class_record_is_one_line_in_every_step(coffee, tmp_path,
     ("step", "option", "message"),
     [
         ("step_10_query", "--queries", "must be from 1 to 100000, got 99999999999999999999..."),
-        ("step_10_query", "--epsilon", "is not a number like 2/255"),
+        ("step_10_query", "--epsilon", "is not a number like 8/255"),
         ("step_11_audit", "--seed", "must be from 0 to"),
         ("step_12_smoothing", "--n", "must be from 1 to 10000000, got 9999"),
         ("step_12_smoothing", "--sigmas", "'99999999999999999999...': "),
@@ -669,13 +669,13 @@ def test_two_digits_models_of_one_file_name_get_a_column_each(tmp_path, monkeypa
     compared = []
     for module in (query_budget, how_small):
         monkeypatch.setattr(module, "compare_on_digits", lambda models, *_: compared.append(models))
-    succeeded(call(__import__(step), "--digits", *paths))
+    succeeded(call(__import__(step), "--models", *paths))
     (models,) = compared
     assert list(models) == [str(path) for path in paths]
     first, second = (model.net[0].weight for model in models.values())
     assert not torch.equal(first, second)  # each its own file's model
     again = call(
-        __import__(step), "--digits", paths[0], tmp_path / "a" / ".." / "a" / paths[0].name
+        __import__(step), "--models", paths[0], tmp_path / "a" / ".." / "a" / paths[0].name
     )
     assert_clean_error(again, "digits_standard.pth: given twice")
 
@@ -707,6 +707,7 @@ def test_step_13_weights_are_the_attacked_models_own(coffee, tmp_path, monkeypat
     monkeypatch.setattr(how_small, "run_attack", attack)
     monkeypatch.setattr(how_small, "rounding_table", lambda *args: None)
     monkeypatch.setattr(how_small, "scoreboard", lambda *args: (["attack"], [["none"]]))
+    monkeypatch.setattr(how_small, "scoreboard_writer", lambda *args: Path.touch)
     args = ["--model", "efficientnet_lite0", "--weights", lite0, "--output-dir", tmp_path]
     succeeded(call(step_13_minimal, coffee, *args))
     loads = [event for event in events if event[0] == "load"]

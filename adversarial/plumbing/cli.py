@@ -135,16 +135,21 @@ def int_in(low, high):
 jpeg_quality = int_in(1, 100)
 
 
-def amount(text):
-    """argparse type: a finite number written as 0.5, 1/2 or 8/255, the forms every amount
-    of pixels, radius, noise level or step size accepts."""
+def _number(text):
+    """0.5, 1/2 or 8/255 as a float (inf or NaN too: each type says what it admits)."""
     numerator, _, denominator = text.partition("/")
     try:  # float() first: Fraction("1e1000000000") would compute the power of ten exactly
-        value = float(numerator) / float(denominator or 1)
+        return float(numerator) / float(denominator or 1)
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(
             f"{shown(text)!r} is not a number like 8/255, 0.5 or 1/2"
         ) from None
+
+
+def amount(text):
+    """argparse type: a finite number written as 0.5, 1/2 or 8/255, the forms every amount
+    of pixels, radius, noise level or step size accepts."""
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
     return value
@@ -159,13 +164,10 @@ def positive_float(text):
 
 
 def number_in(low, high):
-    """argparse type: a finite number above low, at most high."""
+    """argparse type: an amount (0.5, 1/2, 8/255) above low, at most high."""
 
     def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{shown(text)!r} is not a number") from None
+        value = _number(text)
         if not low < value <= high:  # NaN is neither
             raise argparse.ArgumentTypeError(
                 f"must be a number above {low:g}, at most {high:g}, got {shown(text)}"
@@ -199,7 +201,7 @@ def pixel_amount(text):
 
     Below one 8-bit level the saved image could not change at all.
     """
-    value = amount(text)
+    value = _number(text)
     if not 1 / 255 - 1e-9 <= value <= 1:
         raise argparse.ArgumentTypeError(
             f"must be from 1/255 (one 8-bit level) to 1 (pixel units), got {shown(text)}"
