@@ -90,7 +90,9 @@ def universal_perturbation(args, model, sets, held_out, files):
     write_all(
         {
             files["universal_r.npy"]: universal.npy_writer(result.v),
-            files["universal.png"]: universal.magnified_writer(model, result.v, x_held, held_out),
+            files["universal.png"]: universal.magnified_writer(
+                model, result.v, x_held, held_out[:4]
+            ),
         }
     )
     v = load_perturbation(files["universal_r.npy"])  # judged as the file holds it

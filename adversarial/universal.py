@@ -73,10 +73,11 @@ def magnified_writer(model, v, x, names):
     """The paper's picture: v magnified (mid-grey: no change), then photos with v added,
     each captioned with the model's class before and after."""
     picture, gain = amplified_difference(torch.zeros_like(v), v)
-    panels = [(picture, [f"v, magnified x{gain:.1f}", "(grey: no change)"])]
+    panels = [(picture, f"v, magnified x{gain:.1f}\n(grey: no change)")]
     before, after = classes(model, x), classes(model, (x + v).clamp(0, 1))
     for image, name, b, a in zip(x, names, before, after, strict=True):
-        panels.append(((image + v[0]).clamp(0, 1), [name, short_label(b), f"-> {short_label(a)}"]))
+        caption = f"{name}: {short_label(b)}\n-> {short_label(a)}"
+        panels.append(((image + v[0]).clamp(0, 1), caption))
     title = f"One perturbation for every photo: L-inf {v.abs().max() * 255:.0f}/255, {model.name}"
     return comparison_writer(panels, title)
 

@@ -156,7 +156,9 @@ class AdversarialPatch:
         target = torch.full((len(photos),), self.target, device=device)
         success = []
         for _ in range(self.steps):
-            placements = random_placements(len(photos), self.side, generator, self.scales)
+            placements = random_placements(
+                len(photos), self.side, generator, self.scales, size=x.shape[-1]
+            )
             logits = self.model(paste_patch(photos, patch, placements, "bilinear"))
             loss = F.cross_entropy(logits, target)  # -mean log P(target)
             optimizer.zero_grad()
