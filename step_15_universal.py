@@ -1,11 +1,11 @@
 """Step 15: one perturbation for every photo. A universal perturbation v (Moosavi-Dezfooli
-et al. 2017), fitted on half of the labelled photos, changes the class of photos it never
-saw; --patch: an adversarial patch (Brown et al. 2017), pasted anywhere, turns photos into
-a toaster. Each is judged on its saved file, beside random noise (or a random patch and a
-real photo's crop) of the same size.
-
---digits: universal perturbations of step 7's models, fitted on the training digits and
-judged on the held-out ones, at several xi."""
+et al. 2017), within L-inf xi, fitted on half of the labelled photos and judged on the
+other half and on the sample photos, on the model and three others; --method deepfool:
+the paper's Algorithm 1, ascent (default): its gradient-ascent form, in batches. --patch:
+an adversarial patch (Brown et al. 2017) towards a toaster, pasted anywhere. Each is
+judged on its saved file, beside random noise (or a random patch and a real photo's crop)
+of the same size. --digits: step 7's models, fitted on the training digits, judged on the
+held-out ones, at several xi."""
 
 from adversarial.plumbing.script import run
 
@@ -35,7 +35,7 @@ def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--epsilon", type=cli.pixel_amount, default=10 / 255, help="xi: 10/255")
     methods = ("deepfool", "ascent")
-    parser.add_argument("--method", choices=methods, default="deepfool", help="see the page")
+    parser.add_argument("--method", choices=methods, default="ascent", help="see the page")
     parser.add_argument("--passes", type=cli.int_in(1, 100), default=3, help="deepfool: 3")
     parser.add_argument("--seed", type=cli.int_in(0, 2**32 - 1), default=0, help="split, order")
     parser.add_argument("--digits", type=Path, nargs="+", help="step 7's weights files")
