@@ -78,6 +78,7 @@ def compare_universal(weights):
     art = ArtUniversal(
         art_classifier(model, (1, 8, 8), 10),
         attacker="deepfool",
+        attacker_params={"verbose": False},
         delta=DELTA,
         max_iter=PASSES,
         eps=XI,
