@@ -41,8 +41,9 @@ lint: $(VENV)/.installed-dev
 
 # The pages' commands run twice: as the machine is, and on one thread, another float path
 # (as another CPU would round): every claim of a page must hold on both.
+# The suite runs on two processes (pytest-xdist), a test file to each at a time, in order.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest tests/test_docs.py -k runs_as_printed
 
 $(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt

@@ -49,7 +49,9 @@ def parse_args(argv):
     others = cli.list_of(cli.one_of((*MODELS[:-1], "none")), keep_order=True)
     parser.add_argument("--transfer", type=others, help="models to judge v on (default: all)")
     parser.add_argument("--placements", type=cli.int_in(1, 100), default=3, help="per photo")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/universal"))
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/universal"), help="for every file"
+    )
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
