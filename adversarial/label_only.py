@@ -15,12 +15,17 @@ import torch
 from adversarial.attacks.decision import HopSkipJump, distance_after, model_decision
 from adversarial.attacks.minimal import CarliniWagnerL2, fools, sizes
 from adversarial.how_small import Settings, quartiles
-from adversarial.models import device_of, predict
+from adversarial.models import predict
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer, curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.labels import short_label
-from adversarial.plumbing.samples import IMAGENET_PHOTOS, sample_photo, true_class
+from adversarial.plumbing.samples import (
+    IMAGENET_PHOTOS,
+    photos_classified_right,
+    sample_photo,
+    true_class,
+)
 from adversarial.plumbing.tables import csv_writer, print_table
 
 # The budgets at which the curves are read (queries per image); the slow run goes on.
@@ -63,15 +68,10 @@ def white_box_l2(model, x, labels, searches, steps):
 def sweep_photos(model, names, queries, seed, cw_searches, cw_steps):
     """HopSkipJump (L2, untargeted, `queries` per photo) and CW-L2 on the labelled photos
     the model classifies right: ((photos,) bool judged, DecisionResult, (attacked,) CW L2)."""
-    device = device_of(model)
-    x = torch.cat([sample_photo(name) for name in names]).to(device)
-    labels = torch.tensor([true_class(name) for name in names], device=device)
-    judged = predict(model, x).argmax(1).to(device) == labels
-    if not judged.any():
-        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
+    x, labels, judged = photos_classified_right(model, names)
     x, labels = x[judged], labels[judged]
     result = HopSkipJump(model_decision(model), queries, seed=seed)(x, labels)
-    saved = result.adversarial.to(device)  # judged again here, as saved, never trusted
+    saved = result.adversarial.to(x.device)  # judged again here, as saved, never trusted
     if not torch.equal(fools(model, saved, labels, False).cpu(), result.success):
         raise RuntimeError("an example the attack kept does not fool the model")
     return judged.cpu(), result, white_box_l2(model, x, labels, cw_searches, cw_steps)

@@ -12,12 +12,10 @@ import statistics
 import torch
 
 from adversarial.attacks import PGD, Square, model_query
-from adversarial.models import device_of, predict
-from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import Curve, curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.progress import each, progress
-from adversarial.plumbing.samples import sample_photo, true_class
+from adversarial.plumbing.samples import photos_classified_right
 from adversarial.plumbing.tables import csv_writer, epsilon_text, plural, print_table
 
 # The budgets at which the curves are read (queries per image, the image itself included).
@@ -78,12 +76,7 @@ def sweep_photos(model, names, epsilons, queries, p_init, seed):
     """Square, untargeted, at every epsilon, on the labelled photos `names` that the model
     classifies right (only these can be fooled): ({epsilon: AttackResult}, (photos,) bool
     judged)."""
-    device = device_of(model)
-    x = torch.cat([sample_photo(name) for name in names]).to(device)
-    labels = torch.tensor([true_class(name) for name in names], device=device)
-    judged = predict(model, x).argmax(1).to(device) == labels
-    if not judged.any():
-        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
+    x, labels, judged = photos_classified_right(model, names)
     query = model_query(model)
     results = {
         epsilon: Square(query, epsilon, queries, p_init, seed=seed)(x[judged], labels[judged])

@@ -114,6 +114,18 @@ def random_resnet18(tmp_path_factory):
     return path
 
 
+class NoGradient(torch.autograd.Function):
+    """Identity forward; any backward pass raises: the attack must never ask for one."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("the attack read a gradient")
+
+
 def call(module, *args):
     """Run a script's main() in this process, as `python SCRIPT ARGS` would: its exit code,
     stdout and stderr. Much faster than a subprocess (models stay loaded between calls)."""

@@ -5,21 +5,10 @@ import math
 
 import pytest
 import torch
+from conftest import NoGradient
 from torch import nn
 
 from adversarial.attacks.decision import KINDS, HopSkipJump, distance_after, model_decision
-
-
-class NoGradient(torch.autograd.Function):
-    """Identity forward; any backward pass raises: the attack must never ask for one."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack read a gradient")
 
 
 def linear_model(seed=0, classes=5, shape=(3, 4, 4)):

@@ -3,21 +3,10 @@ image as the README says, reproducible, and it fools what it says it fools."""
 
 import pytest
 import torch
+from conftest import NoGradient
 from torch import nn
 
 from adversarial.attacks.query import HALVINGS, Square, model_query, square_share
-
-
-class NoGradient(torch.autograd.Function):
-    """Identity forward; any backward pass raises: the attack must never ask for one."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack read a gradient")
 
 
 def small_model(seed=0, classes=10):

@@ -61,3 +61,19 @@ def recorded_true_class(path):
     if index is None:
         raise UserError(f"{path}: its {TRUE_CLASS!r} record is damaged ({record[:20]!r})")
     return index
+
+
+def photos_classified_right(model, names):
+    """The labelled photos `names` on the model's device, their true classes, and which of
+    them the model classifies right (only these can be fooled): (x, labels, (N,) bool)."""
+    import torch
+
+    from adversarial.models import device_of, predict
+
+    device = device_of(model)
+    x = torch.cat([sample_photo(name) for name in names]).to(device)
+    labels = torch.tensor([true_class(name) for name in names], device=device)
+    right = predict(model, x).argmax(1).to(device) == labels
+    if not right.any():
+        raise UserError(f"{model.name} classifies none of the photos right: nothing to attack")
+    return x, labels, right
