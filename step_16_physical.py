@@ -27,6 +27,7 @@ from adversarial.plumbing.samples import (
     sample_photo,
     true_class,
 )
+from adversarial.plumbing.tables import epsilon_text
 from adversarial.transforms import Camera
 
 
@@ -91,7 +92,7 @@ def main(argv=None):
         raise UserError(f"{name} is already {label(target)}: pick another --target")
     for name, c in zip(names, classes, strict=True):
         print(f"{name}: {label(c)}")
-    print(f"Target: {label(target)}; epsilon {args.epsilon * 255:.3g}/255 on the saved PNG")
+    print(f"Target: {label(target)}; epsilon {epsilon_text(args.epsilon)} on the saved PNG")
     labels = torch.full_like(own, target)
 
     # Plain PGD: the example fits the one image on disk.
@@ -120,7 +121,7 @@ def main(argv=None):
     )
     print_one_change(model, x, plain, robust, own, target)
     print_report(measured, names, own, target, args.fresh)
-    title = f"{model.name}, epsilon {args.epsilon * 255:.3g}/255, {len(names)} photo(s)"
+    title = f"{model.name}, epsilon {epsilon_text(args.epsilon)}, {len(names)} photo(s)"
     writers = report_writers(
         measured, names, own, target, args.angles, camera.max_angle, title, plot, csv
     )
