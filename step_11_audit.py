@@ -63,6 +63,7 @@ def audit_digits(args):
     from adversarial import digits
     from adversarial.audit import Budget, SaturatedLogits, audit, report
 
+    torch.set_num_threads(1)  # tiny batches: see step 7
     model = digits.load_trained(args.models or args.decoy)
     undefended = digits.load_trained(args.undefended) if args.undefended else None
     title = f"{(args.models or args.decoy).name}"

@@ -45,7 +45,7 @@ def parse_args(argv):
         "--photos", type=photos, default=",".join(IMAGENET_PHOTOS), help="default all"
     )
     parser.add_argument("--models", type=Path, nargs="+", help="step 7's weights files")
-    cli.add_output_dir(parser, "outputs/minimal", "the images and the scoreboard")
+    cli.add_output_dir(parser, "outputs/minimal", "the images, tables and pictures")
     cli.add_model_arguments(parser)
     return parser.parse_args(argv)
 
@@ -128,24 +128,26 @@ def slug(name):
 
 def sweep(args):
     """DeepFool's minimal L2 on the grid, per model, over the labelled photos."""
-    csv_path = args.output_dir / "minimal_l2.csv"
-    check_outputs([csv_path], [args.weights])
+    csv_path, picture = args.output_dir / "minimal_l2.csv", args.output_dir / "minimal_l2.png"
+    check_outputs([csv_path, picture], [args.weights])
     device = pick_device(args.device)
     # --weights: the file of --model (ResNet18's with auto), as for one image.
     named = "resnet18" if args.model == "auto" else args.model
     own = {named: args.weights} if args.weights else {}
     names = models_at_hand(own.get("resnet18"))
     models = [load_model(name, own.get(name), device) for name in names]
-    how_small.minimal_l2_over_photos(models, args.photos, csv_path)
+    how_small.minimal_l2_over_photos(models, args.photos, csv_path, picture)
 
 
 def on_digits(args):
     """Step 7's models on their held-out digits: the smallest L2 and L-inf found."""
     from adversarial import digits
 
+    picture = args.output_dir / "minimal_digits.png"
+    check_outputs([picture], args.models)
     models = digits.load_named(args.models)  # distinct names, even for two of one name
     _, _, x_test, y_test = digits.load_data(args.seed)  # step 7's split for the same seed
-    how_small.compare_on_digits(models, x_test, y_test, settings_of(args))
+    how_small.compare_on_digits(models, x_test, y_test, settings_of(args), picture)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ import torch
 
 from adversarial.attacks import FGSM, PGD, Square, TutorialSGD, model_query, quantize
 from adversarial.attacks.minimal import CarliniWagnerL2, DeepFool, GreedyPixels, fools, sizes
+from adversarial.plumbing.figures import distributions_writer
+from adversarial.plumbing.files import write_all
 from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import sample_photo, true_class
-from adversarial.plumbing.tables import print_table, save_csv
+from adversarial.plumbing.tables import csv_writer, print_table
 from adversarial.transfer import judge
 
 # The attacks whose best is the smallest L2 found, and the smallest L-inf, of an image.
@@ -213,13 +215,14 @@ def distribution_row(name, n, already, values):
     return [name, str(n), str(already), str(len(found)), quartiles(found)]
 
 
-def minimal_l2_over_photos(models, photos, csv_path):
+def minimal_l2_over_photos(models, photos, csv_path, picture):
     """DeepFool's minimal L2 (untargeted, on the grid) on each labelled photo, per model:
-    the photos a model already gets wrong are counted, not measured."""
+    the photos a model already gets wrong are counted, not measured. Writes every photo's
+    sizes to csv_path and each model's L2 over its photos to the picture."""
     x = torch.cat([sample_photo(name) for name in photos])
     y = torch.tensor([true_class(name) for name in photos])
     header = ["model", "photos", "already wrong", "fooled", "L2: median [quartiles]", "rho"]
-    rows, per_photo = [], []
+    rows, per_photo, found = [], [], []
     for model in progress(models, "DeepFool on the photos", unit="model"):
         run = run_attack(DeepFool(model, grid=True), x, y)
         fooled = fools(model, run.adversarial, y, False).cpu() & ~run.already
@@ -228,19 +231,25 @@ def minimal_l2_over_photos(models, photos, csv_path):
         rho = [r for r, f in zip(size.rho.tolist(), fooled.tolist(), strict=True) if f]
         row = distribution_row(model.name, len(x), int(run.already.sum()), l2)
         rows.append([*row, quartiles(rho)])
+        found.append([v for v in l2.tolist() if math.isfinite(v)])
         for i, name in enumerate(photos):
             cells = [f"{size.l2[i]:.4f}", f"{size.linf[i] * 255:.0f}", str(size.l0[i].item())]
             per_photo.append([model.name, name, yes(run.already[i]), yes(fooled[i]), *cells])
     print_table(header, rows)
     photo_header = ["model", "photo", "already wrong", "fooled", "L2", "L-inf levels", "L0"]
-    save_csv(csv_path, photo_header, per_photo)
+    title = "DeepFool L2, untargeted, as saved (model: photos fooled)"
+    panel = (title, "L2 (pixels of [0, 1]), log scale", found)
+    names = [f"{model.name}: {len(l2)}" for model, l2 in zip(models, found, strict=True)]
+    figure = distributions_writer([panel], names, picture)
+    write_all({csv_path: csv_writer(photo_header, per_photo), picture: figure})
 
 
-def compare_on_digits(models, x, y, settings):
+def compare_on_digits(models, x, y, settings, picture):
     """Per digits model: the smallest L2 (DeepFool L2 or CW-L2) and L-inf (DeepFool L-inf)
-    that fools it, on the grid, over the held-out digits it classifies right."""
+    that fools it, on the grid, over the held-out digits it classifies right; each model's
+    sizes over its digits drawn in the picture."""
     header = ["model", "digits", "already wrong", "fooled", "median [quartiles]"]
-    l2_rows, linf_rows = [], []
+    l2_rows, linf_rows, l2_found, linf_found = [], [], [], []
     for name, model in each(models, "minimal attacks", unit="model"):
         attacks = minimal_attacks(model, settings, targeted=False, grid=True)
         runs = run_attacks({name: attacks[name] for name in MINIMAL_L2 + MINIMAL_LINF}, x, y)
@@ -248,7 +257,14 @@ def compare_on_digits(models, x, y, settings):
         l2, linf = smallest_per_image(model, x, y, runs)
         l2_rows.append(distribution_row(name, len(x), already, l2))
         linf_rows.append(distribution_row(name, len(x), already, linf))
+        l2_found.append([v for v in l2.tolist() if math.isfinite(v)])
+        linf_found.append([v * 255 for v in linf.tolist() if math.isfinite(v)])
     print("Smallest L2 found (DeepFool L2 or CW-L2, whichever is smaller), as saved:")
     print_table(header, l2_rows)
     print("\nSmallest L-inf found (DeepFool L-inf), as saved:")
     print_table(header, linf_rows)
+    panels = [
+        ("Smallest L2 found, as saved", "L2 (pixels of [0, 1]), log scale", l2_found),
+        ("Smallest L-inf found, as saved", "L-inf (levels of 255), log scale", linf_found),
+    ]
+    write_all({picture: distributions_writer(panels, list(models), picture)})

@@ -2,22 +2,23 @@
 
 A learner's machine is rarely quiet. This runs each step's common command (the one its page
 starts with, EfficientNet-Lite0 on scikit-image's coffee for the photo steps) as a whole
-process, three ways, in turn, in alternating order, `--repeats` times:
+process, four ways, in turn, in alternating order, `--repeats` times:
 - idle: as the scripts run by default (their thread wait policy, set in
   adversarial/plumbing/script.py);
 - busy: the same, beside one busy process (`python3 -c "while True: pass"`), started just
-  before and stopped just after;
-- before: idle again, with the threads waiting as PyTorch's OpenMP runtime does unless told
-  otherwise (`--before`, default GOMP_SPINCOUNT=300000: libgomp's spin when no wait policy
-  is set), to show what the policy costs on a quiet machine.
-Prints the medians and, for busy/idle and idle/before, the median of the ratios within each
-repeat (steadier than a ratio of medians when the machine's speed drifts) and their range;
-the load average before and after, which says whether "idle" was idle (it counts the
-benchmark's own runs, about 1 while one runs). Variables the learner set in the environment
-(OMP_NUM_THREADS, OMP_WAIT_POLICY, ...) are passed on to every run. A run that takes more
-than --timeout seconds is stopped and shown as such. Not part of the tests.
+  before the run and stopped just after;
+- late: the same, the busy process started only `--late` seconds after the run (a program
+  that gets busy while a step runs: a browser, a build);
+- before: idle, with the settings of `--before` (default GOMP_SPINCOUNT=300000: libgomp's
+  spin when no wait policy is set), to show what the policy costs on a quiet machine.
+Prints the medians and, for busy/idle, late/idle and idle/before, the median of the ratios
+within each repeat (steadier than a ratio of medians when the machine's speed drifts) and
+their range; the load average before and after, which says whether "idle" was idle (it
+counts the benchmark's own runs, about 1 while one runs). Variables the learner set in the
+environment are passed on to every run. A run that takes more than --timeout seconds is
+stopped and shown as such. Not part of the tests.
 
-    python bench/shared_cpu.py [--repeats 3] [--steps 1,2,3,5,6,7,8,9,10,11,12,13]
+    python bench/shared_cpu.py [--repeats 2] [--steps 1,2,3,5,...,17] [--late 5]
         [--before GOMP_SPINCOUNT=300000] [--busy 1] [--timeout 900]
 """
 
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +59,11 @@ def commands(tmp):
         "11": ["step_11_audit.py", "--decoy", seven / "digits_standard.pth"],
         "12": ["step_12_smoothing.py", "--output-dir", tmp / "out12"],
         "13": ["step_13_minimal.py", coffee, *LITE0, "--output-dir", tmp / "out13"],
+        "14": ["step_14_decision.py", coffee, "--output-dir", tmp / "out14"],
+        "15": ["step_15_universal.py", "--output-dir", tmp / "out15"],
+        "16": ["step_16_physical.py", coffee, "--target", "goldfish",
+               "--output-dir", tmp / "out16"],
+        "17": ["step_17_verify.py", "--output-dir", tmp / "out17"],
     }  # fmt: skip
 
 
@@ -69,19 +76,34 @@ def environment(before=None):
     return env
 
 
-def timed(argv, env, busy=0, timeout=None):
-    """Seconds for one whole run of argv, beside `busy` busy processes; inf when it was
-    stopped after `timeout` seconds."""
-    spinners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
+def timed(argv, env, busy=0, late=None, timeout=None):
+    """Seconds for one whole run of argv, beside `busy` busy processes (started before the
+    run, or `late` seconds into it); inf when it was stopped after `timeout` seconds."""
+    spinners = []
+
+    def spin():
+        spinners.extend(subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy))
+
     try:
-        time.sleep(0.2 if busy else 0)  # the busy ones running before the run starts
+        if busy and late is None:
+            spin()
+            time.sleep(0.2)  # the busy ones running before the run starts
         started = time.perf_counter()
-        subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=timeout)
+        run = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE)
+        if busy and late is not None:
+            try:
+                run.wait(timeout=late)
+            except subprocess.TimeoutExpired:
+                spin()
+        try:
+            _, err = run.communicate(timeout=timeout and timeout - (time.perf_counter() - started))
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            return math.inf
+        if run.returncode:
+            sys.exit(f"{' '.join(argv)} failed: {err.decode(errors='replace')[-2000:]}")
         return time.perf_counter() - started
-    except subprocess.TimeoutExpired:
-        return math.inf
-    except subprocess.CalledProcessError as err:
-        sys.exit(f"{' '.join(argv)} failed: {err.stderr.decode(errors='replace')[-2000:]}")
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -118,7 +140,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="paired runs (default 3)")
     parser.add_argument(
-        "--steps", default="1,2,3,5,6,7,8,9,10,11,12,13", help="which steps (default: all)"
+        "--steps", default=",".join(commands(Path())), help="which steps (default: all)"
+    )
+    parser.add_argument(
+        "--late", type=float, default=5, help="seconds before the late busy process (default 5)"
     )
     parser.add_argument(
         "--before",
@@ -145,9 +170,13 @@ def main():
             parser.error(f"--steps: no common command for step {', '.join(unknown)}")
         prepare(tmp, set(chosen), python)
         load_before = os.getloadavg()[0]
-        ways = {"idle": (environment(), 0), "busy": (environment(), args.busy)}
+        ways = {  # way: (environment, busy processes, started how many seconds in)
+            "idle": (environment(), 0, None),
+            "busy": (environment(), args.busy, None),
+            "late": (environment(), args.busy, args.late),
+        }
         if args.before:
-            ways["before"] = (environment(args.before), 0)
+            ways["before"] = (environment(args.before), 0, None)
         rows = []
         for step in chosen:
             argv = [python, *map(str, every[step])]
@@ -155,14 +184,15 @@ def main():
             for repeat in range(args.repeats):
                 order = list(ways) if repeat % 2 == 0 else list(reversed(ways))
                 for way in order:
-                    env, busy = ways[way]
-                    times[way].append(timed(argv, env, busy, args.timeout))
+                    env, busy, late = ways[way]
+                    times[way].append(timed(argv, env, busy, late, args.timeout))
                     print(f"step {step}, {way}, run {repeat + 1}: {seconds(times[way][-1])}",
                           file=sys.stderr)  # fmt: skip
-            slowdown = [b / i for b, i in zip(times["busy"], times["idle"], strict=True)]
-            row = [f"step {step}", seconds(statistics.median(times["idle"])),
-                   seconds(statistics.median(times["busy"])),
-                   ratio(statistics.median(slowdown)), spread(slowdown)]  # fmt: skip
+            row = [f"step {step}", seconds(statistics.median(times["idle"]))]
+            for way in ("busy", "late"):
+                slowdown = [b / i for b, i in zip(times[way], times["idle"], strict=True)]
+                row += [seconds(statistics.median(times[way])),
+                        ratio(statistics.median(slowdown)), spread(slowdown)]  # fmt: skip
             if args.before:
                 cost = [i / b for i, b in zip(times["idle"], times["before"], strict=True)]
                 row += [seconds(statistics.median(times["before"])),
@@ -172,11 +202,11 @@ def main():
     settings = {name: os.environ[name] for name in os.environ if name.startswith(("OMP_", "GOMP_"))}
     print(
         f"# {os.cpu_count()} CPUs, {platform.python_version()}, {args.repeats} paired runs, "
-        f"{args.busy} busy process(es); load average {load_before:.1f} before, "
-        f"{load_after:.1f} after; environment: {settings or 'nothing set'}; "
-        f"before: {' '.join(args.before) or '-'}"
+        f"{args.busy} busy process(es), late ones after {args.late:g} s; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after; environment: "
+        f"{settings or 'nothing set'}; before: {' '.join(args.before) or '-'}"
     )
-    header = ["command", "idle s", "busy s", "busy/idle", "range"]
+    header = ["command", "idle s", "busy s", "busy/idle", "range", "late s", "late/idle", "range"]
     if args.before:
         header += ["before s", "idle/before", "range"]
     print_table(header, rows)

@@ -10,7 +10,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import PercentFormatter
 
 from adversarial import smoothing
-from adversarial.plumbing.figures import Curve, bars_figure, curves_figure
+from adversarial.plumbing.figures import (
+    Curve,
+    bars_figure,
+    curves_figure,
+    distributions_figure,
+)
 from adversarial.query_budget import success_curve, success_steps
 
 
@@ -102,3 +107,21 @@ def test_the_scoreboards_bars_name_every_attack_and_keep_the_legend_off_them():
     assert not legend.get_window_extent(renderer).overlaps(last.get_window_extent(renderer))
     extent, page = legend.get_window_extent(renderer), figure.bbox
     assert page.x0 <= extent.x0 and extent.x1 <= page.x1
+
+
+def test_minimal_sizes_per_model_a_box_and_every_value_a_dot():
+    names = ["standard", "none fooled", "trained"]
+    l2 = [[0.4, 0.5, 0.7, 0.9], [], [0.8, 1.1]]
+    figure = distributions_figure([("L2", "L2 (pixels)", l2), ("L-inf", "levels", l2)], names)
+    renderer = drawn(figure)
+    first, _ = figure.axes
+    assert [label.get_text() for label in first.get_yticklabels()] == names
+    assert [axes.get_xscale() for axes in figure.axes] == ["log", "log"]
+    assert first.get_xlabel() == "L2 (pixels)"
+    dots = [line for line in first.get_lines() if line.get_marker() == "o"]
+    assert [sorted(line.get_xdata()) for line in dots] == [l2[0], l2[2]]  # none for no values
+    assert [set(line.get_ydata()) for line in dots] == [{0}, {2}]  # each on its model's row
+    page = figure.bbox
+    for axes in figure.axes:
+        extent = axes.get_tightbbox(renderer)
+        assert page.x0 <= extent.x0 and extent.x1 <= page.x1

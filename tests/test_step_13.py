@@ -74,6 +74,8 @@ def test_the_sweep_counts_photos_already_wrong_and_measures_the_rest(tmp_path):
         rows = {(row["model"], row["photo"]): row for row in csv.DictReader(file)}
     assert rows[("efficientnet_lite0", "imagenet_03")]["already wrong"] == "yes"
     assert rows[("efficientnet_lite0", "imagenet_03")]["L2"] == "0.0000"
+    with Image.open(tmp_path / "minimal_l2.png") as picture:
+        assert picture.format == "PNG"
     assert float(rows[("efficientnet_lite0", "imagenet_01")]["L2"]) == pytest.approx(
         float(lite0[4]), abs=1e-3
     )
@@ -86,8 +88,11 @@ def test_digits_models_get_both_tables(tmp_path):
         path = tmp_path / f"digits_{name}.pth"
         torch.save(digits.build_model().state_dict(), path)
         files.append(path)
-    lines = succeeded(call(step_13_minimal, "--models", *files, *TINY))
+    out = ["--output-dir", tmp_path / "out"]
+    lines = succeeded(call(step_13_minimal, "--models", *files, *TINY, *out))
     assert lines[0].startswith("Smallest L2 found")
+    with Image.open(tmp_path / "out" / "minimal_digits.png") as picture:
+        assert picture.format == "PNG"
     assert [line.split()[0] for line in lines[2:4]] == ["standard", "other"]
     linf = lines.index("Smallest L-inf found (DeepFool L-inf), as saved:")
     assert [line.split()[:2] for line in lines[linf + 2 : linf + 4]] == [

@@ -155,6 +155,46 @@ def bars_figure(panels, names):
     return figure
 
 
+def distributions_writer(panels, names, path):
+    """write(tmp), which saves distributions_figure(panels, names) by the suffix of `path`."""
+    figure = distributions_figure(panels, names)
+    fmt = str(path).rsplit(".", 1)[-1].lower()
+    return lambda tmp: figure.savefig(tmp, format=fmt, dpi=120)
+
+
+def distributions_figure(panels, names):
+    """Each name's values (a model's minimal sizes over its photos) as a box from the first
+    to the third quartile, the median a line, whiskers to the smallest and largest, and
+    every value a dot: panels is [(title, x label, [values of each name])], side by side,
+    one row per name, on a logarithmic scale; a name without values draws no box."""
+    Figure = _matplotlib_figure()
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    figure = Figure(figsize=(4.8 * len(panels) + 1.6, 0.6 * len(names) + 1.6), layout="constrained")
+    all_axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for axes, (title, xlabel, values) in zip(all_axes, panels, strict=True):
+        drawn = [(row, list(v)) for row, v in enumerate(values) if len(v)]
+        axes.boxplot(
+            [v for _, v in drawn],
+            positions=[row for row, _ in drawn],
+            orientation="horizontal",
+            whis=(0, 100),  # whiskers to the extremes: no point is called an outlier
+            widths=0.5,
+            showfliers=False,
+        )
+        for row, v in drawn:
+            axes.plot(v, [row] * len(v), "o", color="black", alpha=0.4, markersize=3)
+        axes.set(title=_literal(title), xlabel=_literal(xlabel), xscale="log")
+        # Ticks at 1, 2 and 5 of each decade, written plainly: sizes within one decade
+        # (most models' L2) still get numbers.
+        axes.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.set_yticks(range(len(names)), [_literal(name) for name in names])
+    all_axes[0].invert_yaxis()  # the first name at the top, as in the table
+    return figure
+
+
 def _matplotlib_figure():
     """matplotlib's Figure class, imported only here (only the sweeps draw, and the import
     is slow) with matplotlib's notices held back meanwhile: where its config folder cannot
