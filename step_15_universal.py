@@ -45,7 +45,7 @@ def parse_args(argv):
     parser.add_argument("--target", default="859", help="the patch's class (default: toaster)")
     parser.add_argument("--share", type=cli.share, default=0.1, help="of the image: 0.1")
     steps = cli.int_in(1, 100_000)
-    parser.add_argument("--steps", type=steps, help="ascent: 10, patch: 30 (default)")
+    parser.add_argument("--steps", type=steps, help="ascent: 10, patch: 150 (default)")
     others = cli.list_of(cli.one_of((*MODELS[:-1], "none")), keep_order=True)
     parser.add_argument("--transfer", type=others, help="models to judge v on (default: all)")
     parser.add_argument("--placements", type=cli.int_in(1, 100), default=3, help="per photo")
@@ -126,7 +126,7 @@ def adversarial_patch(args, model, sets, files):
     print(f"A {side}x{side} patch ({side**2 / SIZE**2:.2%} of a {SIZE}x{SIZE} photo), turned")
     print(f"by up to 22.5 degrees, scaled 0.8-1, placed anywhere; aiming at {label(target)}")
     start = time.perf_counter()
-    steps = args.steps or 30
+    steps = args.steps or 150
     result = AdversarialPatch(model, side, target, steps, seed=args.seed)(sets["fitting"][0])
     print(f"Trained: {steps} steps, {time.perf_counter() - start:.0f} s; last step's", end=" ")
     print(f"{result.success[-1]:.0%} {label(target).split(',')[0]}")

@@ -4,7 +4,8 @@ ART is not in the project's environment: run this with a Python that has both th
 packages and `adversarial-robustness-toolbox` (1.20 was used), e.g. a separate venv that
 sees the project's site-packages through a .pth file:
 
-    python bench/universal.py [--weights outputs/digits_standard.pth] [--patch-steps 5]
+    python bench/universal.py [--weights outputs/digits_standard.pth] [--patch-steps 150]
+                              [--part universal|patch]
 
 - Universal perturbations, on step 7's standard digits model (or --weights): fitted on the
   training digits of step 7's split (seed 0), L-inf xi = 0.2, at most 3 passes, delta 0.2
@@ -13,8 +14,9 @@ sees the project's site-packages through a .pth file:
   the 8-bit grid within xi as step 15 saves it; wall time of each fit.
 - The patch, on EfficientNet-Lite0: a 71 x 71 square (10% of the image) towards toaster,
   fitted on step 15's 10 fitting photos for the same number of Adam steps (lr 0.05), the
-  same rotations (22.5 degrees) and scales (0.8 to 1 of 71 pixels), one placement per photo
-  and step on ART's side, two on ours (its default); judged here with step 15's own
+  same rotations (22.5 degrees) and scales (0.8 to 1 of 71 pixels), and the same gradient
+  evaluations: each step, two placements of each photo (ours pastes each photo twice; ART
+  gets each photo twice in one batch of 20); judged here with step 15's own
   measurement: pasted whole-pixel at the same 3 random placements on each of the 16
   held-out and sample photos, the share classified as toaster. Not part of the test suite.
 """
@@ -113,15 +115,16 @@ def compare_patch(steps):
         distortion_scale_max=0.0,
         learning_rate=LR,
         max_iter=steps,
-        batch_size=len(x_fit),
+        batch_size=2 * len(x_fit),
         patch_shape=(3, side, side),
         patch_type="square",
         targeted=True,
         verbose=False,
     )
-    target = np.eye(1000, dtype=np.float32)[[TOASTER] * len(x_fit)]
+    twice = x_fit.repeat(2, 1, 1, 1)  # two placements of each photo per step, as ours
+    target = np.eye(1000, dtype=np.float32)[[TOASTER] * len(twice)]
     start = time.perf_counter()
-    art_patch, _ = art.generate(x=x_fit.numpy(), y=target)
+    art_patch, _ = art.generate(x=twice.numpy(), y=target)
     art_seconds = time.perf_counter() - start
     x = torch.cat([sets["held-out"][0], sets["samples"][0]])
     placements = universal.placements_for(x, side, PLACEMENTS, 0)
@@ -139,10 +142,13 @@ def compare_patch(steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", type=Path, default=Path("outputs/digits_standard.pth"))
-    parser.add_argument("--patch-steps", type=int, default=5)
+    parser.add_argument("--patch-steps", type=int, default=150, help="step 15's default")
+    parser.add_argument("--part", choices=("universal", "patch"), help="one of the two only")
     args = parser.parse_args(argv)
-    compare_universal(args.weights)
-    compare_patch(args.patch_steps)
+    if args.part != "patch":
+        compare_universal(args.weights)
+    if args.part != "universal":
+        compare_patch(args.patch_steps)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class AdversarialPatch:
     """
 
     def __init__(
-        self, model, side, target, steps=40, per_image=2, lr=0.05, scales=(0.8, 1.0), seed=0
+        self, model, side, target, steps=150, per_image=2, lr=0.05, scales=(0.8, 1.0), seed=0
     ):
         self.model, self.side, self.target, self.steps = model, side, target, steps
         self.per_image, self.lr, self.scales, self.seed = per_image, lr, scales, seed
