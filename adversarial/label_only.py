@@ -125,6 +125,7 @@ def save_sweep(names, judged, result, cw_l2, budget, title, files):
         ["L2 of the best adversarial PNG", "share"],
         xscale="log",
         yscales=["log", "linear"],
+        percent=True,
     )
     header = ["photo", "judged", *(f"L2 after {b}" for b in budgets), "CW-L2"]
     write_all({png: figure, csv: csv_writer(header, csv_rows)})

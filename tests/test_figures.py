@@ -65,6 +65,17 @@ def test_shares_in_percent_and_step_functions_as_steps():
     assert list(line.get_xdata()) == [2, 30, 700]
 
 
+def test_a_share_beside_a_distance_is_in_percent_and_the_distance_is_not():
+    panels = [("L2", [("median", [40.0, 20.0], "bo-")]), ("shares", [("within 3", [0, 0.5], "g-")])]
+    figure = curves_figure(
+        panels, [100, 1000], "queries", ["L2", "share"], yscales=["log", "linear"], percent=True
+    )
+    drawn(figure)
+    distance, share = figure.axes[:2]
+    assert not isinstance(distance.yaxis.get_major_formatter(), PercentFormatter)
+    assert isinstance(share.yaxis.get_major_formatter(), PercentFormatter)
+
+
 def test_the_success_steps_meet_the_table_at_every_budget():
     steps = torch.tensor([2, 7, 7, 40, 1000, 3])
     success = torch.tensor([True, True, True, True, False, True])

@@ -82,7 +82,8 @@ def curves_figure(
     curve's colour, in the legend as "label, `baseline`" (e.g. "without JPEG"). `mark` draws
     a dotted vertical line (label, x) in each, or one per item of a list of (label, x,
     colour); xscale "log" spaces x logarithmically (e.g. queries, from 2 to 10,000);
-    percent: the y axis in percent of 1 (as the tables print shares). ylabel: one for all
+    percent: each linear y axis (a share) in percent of 1, as the tables print shares; a log
+    axis (a distance) keeps its numbers. ylabel: one for all
     panels or one per panel; yscales: per panel, "linear" (a share: from 0 to 1) or "log".
     The legend sits beside the axes, never over the data."""
     Figure = _matplotlib_figure()
@@ -115,7 +116,7 @@ def curves_figure(
             axes.set_ylim(0, 1.02)
         axes.set_xscale(xscale)
         axes.set_xticks(x_values, [f"{x:g}" for x in x_values])
-        if percent:
+        if percent and yscale == "linear":
             axes.yaxis.set_major_formatter(PercentFormatter(xmax=1))
         # Beside the axes (constrained layout makes room): it covers no curve.
         axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
