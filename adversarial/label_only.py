@@ -20,6 +20,7 @@ from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer, curves_writer
 from adversarial.plumbing.files import write_all
 from adversarial.plumbing.labels import short_label
+from adversarial.plumbing.progress import each, progress
 from adversarial.plumbing.samples import (
     IMAGENET_PHOTOS,
     photos_classified_right,
@@ -74,7 +75,10 @@ def sweep_photos(model, names, queries, seed, cw_searches, cw_steps):
     saved = result.adversarial.to(x.device)  # judged again here, as saved, never trusted
     if not torch.equal(fools(model, saved, labels, False).cpu(), result.success):
         raise RuntimeError("an example the attack kept does not fool the model")
-    return judged.cpu(), result, white_box_l2(model, x, labels, cw_searches, cw_steps)
+    with progress(total=1, what=f"CW-L2 (white box), {len(x)} photos", unit="run") as bar:
+        cw_l2 = white_box_l2(model, x, labels, cw_searches, cw_steps)
+        bar.update()
+    return judged.cpu(), result, cw_l2
 
 
 def medians(traces, budgets):
@@ -151,7 +155,7 @@ def compare_on_digits(models, x, y, queries, seed, cw_searches, cw_steps):
     the digits the model classifies right, beside CW-L2's (white box, as saved)."""
     budgets = budgets_up_to(queries)
     rows = []
-    for name, model in models.items():
+    for name, model in each(models, "digits models", unit="model"):
         right = predict(model, x).argmax(1) == y
         decide = model_decision(model)
         result = HopSkipJump(decide, queries, seed=seed, batch=1000)(x[right], y[right])

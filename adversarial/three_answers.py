@@ -13,6 +13,7 @@ import torch
 
 from adversarial import digits, training, verify
 from adversarial.attacks import PGD
+from adversarial.plumbing.progress import each, note, progress
 
 MODELS = {"standard": "standard", "pgd": "PGD-trained", "ibp": "IBP-trained"}
 PGD_STEPS = 50  # of epsilon / 4, from a random start: stronger than the training's 7
@@ -58,9 +59,8 @@ def answer_all(model, x, y, epsilon, time_limit, seed):
     start = time.perf_counter()
     fooled, adversarial = attack(model, x, y, epsilon, seed)
     seconds["PGD"] = time.perf_counter() - start
-    exact = [
-        verify.exact(model, xi, int(yi), epsilon, time_limit) for xi, yi in zip(x, y, strict=True)
-    ]
+    pairs = progress(zip(x, y, strict=True), "exact (MILP)", unit="digit", total=len(y))
+    exact = [verify.exact(model, xi, int(yi), epsilon, time_limit) for xi, yi in pairs]
     seconds["exact"] = sum(answer.seconds for answer in exact)
     certified = {}
     for name, bounds in RELAXATIONS.items():
@@ -155,8 +155,9 @@ def minimal_epsilons(models, x, y, indices, count, time_limit, seed):
         right = torch.stack([m(x).argmax(1) == y for m in models.values()]).all(0)
     chosen = right.nonzero()[:count, 0].tolist()
     rows = []
-    for name, model in models.items():
+    for name, model in each(models, "smallest epsilons", unit="model"):
         for i in chosen:
+            note(f"digit {indices[i]}")
             xi, yi = x[i : i + 1], y[i : i + 1]
 
             def proven(k, xi=xi, yi=yi, model=model):
@@ -200,7 +201,7 @@ def by_epsilon(models, x, y, epsilons, seed):
     """{name: {"PGD": [...], "IBP": [...], "CROWN": [...]}}: accuracy under PGD and
     certified accuracy over all of x at each epsilon, the clean accuracy first."""
     results = {}
-    for name, model in models.items():
+    for name, model in each(models, "by epsilon", unit="model"):
         clean = digits.accuracy(model, x, y)
         results[name] = {"PGD": [clean], **{key: [clean] for key in RELAXATIONS}}
         for epsilon in epsilons:

@@ -18,6 +18,7 @@ from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer
 from adversarial.plumbing.images import from_uint8, image_writer, to_uint8
 from adversarial.plumbing.labels import label
+from adversarial.plumbing.progress import each, note
 from adversarial.plumbing.samples import IMAGENET_PHOTOS, SKIMAGE_PHOTOS, sample_photo, true_class
 from adversarial.plumbing.tables import print_table
 from adversarial.transfer import judge, percent, references
@@ -92,8 +93,9 @@ def on_digits(models, x_train, x_test, y_test, xis, attack, seed):
     class changes, beside random signs of the same size."""
     header = ["model", "xi", "fitting", "held-out judged", "universal v", "random signs"]
     rows = []
-    for name, model in models.items():
+    for name, model in each(models, "digits models", unit="model"):
         for xi in xis:
+            note(f"xi {xi:g}")
             result = attack(model, xi)(x_train)
             right = classes(model, x_test) == y_test
             x, y = x_test[right], y_test[right]

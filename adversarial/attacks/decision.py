@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from adversarial.attacks.shared import image_generator, quantize
+from adversarial.plumbing.progress import progress
 
 # What each query was for, in the order the algorithm asks them.
 KINDS = ("start", "binary search", "gradient samples", "step size")
@@ -38,12 +39,12 @@ class Oracle:
     Counts every query by kind, refuses any beyond the budget, and keeps the closest
     adversarial image it was ever asked about (what the attack returns: an image the model
     answered for, as its PNG holds it) and the trace of that distance: (query, distance)
-    each time it shrinks.
+    each time it shrinks. on_asked(n), if given, is told of every n queries (a progress bar).
     """
 
-    def __init__(self, decide, x, label, targeted, budget, norm):
+    def __init__(self, decide, x, label, targeted, budget, norm, on_asked=None):
         self.decide, self.x, self.label, self.targeted = decide, x, label, targeted
-        self.budget, self.norm = budget, norm
+        self.budget, self.norm, self.on_asked = budget, norm, on_asked
         self.used, self.by_kind = 0, dict.fromkeys(KINDS, 0)
         self.best, self.best_distance, self.trace = x, math.inf, []
 
@@ -67,6 +68,8 @@ class Oracle:
             self.best = asked[self.trace[-1][0] - self.used - 1][None].clone()
         self.used += len(asked)
         self.by_kind[kind] += len(asked)
+        if self.on_asked:
+            self.on_asked(len(asked))
         if len(asked) < len(images):
             raise BudgetSpent
         return adversarial
@@ -140,9 +143,12 @@ class HopSkipJump:
         if self.targeted and starts is None:
             raise ValueError("a targeted attack starts from images of the target class")
         oracles = []
-        for i in range(len(x)):
-            start = None if starts is None else starts[i : i + 1]
-            oracles.append(self.attack(x[i : i + 1], labels[i], start))
+        total = len(x) * self.queries
+        with progress(total=total, what=f"HopSkipJump, {len(x)} images", unit="query") as bar:
+            for i in range(len(x)):
+                start = None if starts is None else starts[i : i + 1]
+                oracles.append(self.attack(x[i : i + 1], labels[i], start, bar.update))
+                bar.update(self.queries - oracles[-1].used)  # an image given up early
         return DecisionResult(
             adversarial=torch.cat([x[:0], *(oracle.best for oracle in oracles)]),
             success=torch.tensor([bool(oracle.trace) for oracle in oracles], dtype=torch.bool),
@@ -151,9 +157,9 @@ class HopSkipJump:
             trace=[oracle.trace for oracle in oracles],
         )
 
-    def attack(self, x, label, start):
+    def attack(self, x, label, start, on_asked=None):
         """One image, Algorithm 2 until the budget is spent; returns its Oracle."""
-        oracle = Oracle(self.decide, x, label, self.targeted, self.queries, self.norm)
+        oracle = Oracle(self.decide, x, label, self.targeted, self.queries, self.norm, on_asked)
         generator = image_generator(self.seed, x[0])
         d = x[0].numel()
         theta = d**-1.5 if self.norm == "l2" else d**-2.0  # the binary search's tolerance

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from adversarial.attacks.minimal import DeepFool
 from adversarial.attacks.shared import LEVEL_TOLERANCE, quantize
 from adversarial.models import device_of
+from adversarial.plumbing.progress import progress
 from adversarial.transforms import paste_patch, random_placements
 
 
@@ -72,7 +73,7 @@ class UniversalPerturbation:
         clean = classes(self.model, x)
         v = torch.zeros_like(x[:1])
         rates, gradients = [], 0
-        for _ in range(self.passes):
+        for _ in progress(range(self.passes), "Algorithm 1", unit="pass"):
             for i in torch.randperm(len(x), generator=generator).tolist():
                 x_i = (x[i : i + 1] + v).clamp(0, 1)
                 step = self.deepfool(x_i, clean[i : i + 1])  # nothing to do if already fooled
@@ -109,7 +110,7 @@ class UniversalAscent:
         clean = classes(self.model, x)
         v = torch.zeros_like(x[:1]).to(device)
         rates = []
-        for _ in range(self.steps):
+        for _ in progress(range(self.steps), "universal v", unit="step"):
             v.requires_grad_(True)
             grad = torch.zeros_like(v)
             for batch, labels in zip(
@@ -155,7 +156,7 @@ class AdversarialPatch:
         photos = x.to(device).repeat(self.per_image, 1, 1, 1)
         target = torch.full((len(photos),), self.target, device=device)
         success = []
-        for _ in range(self.steps):
+        for _ in progress(range(self.steps), "patch", unit="step"):
             placements = random_placements(
                 len(photos), self.side, generator, self.scales, size=x.shape[-1]
             )
