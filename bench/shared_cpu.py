@@ -4,7 +4,8 @@ A learner's machine is rarely quiet. This runs each step's common command (the o
 starts with, EfficientNet-Lite0 on scikit-image's coffee for the photo steps) as a whole
 process, four ways, in turn, in alternating order, `--repeats` times:
 - idle: as the scripts run by default (their thread wait policy, set in
-  adversarial/plumbing/script.py);
+  adversarial/plumbing/script.py), with the settings of `--settings` if given (e.g.
+  OMP_NUM_THREADS=1);
 - busy: the same, beside one busy process (`python3 -c "while True: pass"`), started just
   before the run and stopped just after;
 - late: the same, the busy process started only `--late` seconds after the run (a program
@@ -19,7 +20,8 @@ environment are passed on to every run. A run that takes more than --timeout sec
 stopped and shown as such. Not part of the tests.
 
     python bench/shared_cpu.py [--repeats 2] [--steps 1,2,3,5,...,17] [--late 5]
-        [--before GOMP_SPINCOUNT=300000] [--busy 1] [--timeout 900]
+        [--settings NAME=VALUE ...] [--before GOMP_SPINCOUNT=300000] [--busy 1]
+        [--timeout 900]
 """
 
 import argparse
@@ -67,10 +69,10 @@ def commands(tmp):
     }  # fmt: skip
 
 
-def environment(before=None):
-    """The learner's environment; `before`: NAME=VALUE settings added (the old default)."""
+def environment(settings=()):
+    """The learner's environment, with NAME=VALUE `settings` added."""
     env = dict(os.environ)
-    for setting in before or ():
+    for setting in settings:
         name, _, value = setting.partition("=")
         env[name] = value
     return env
@@ -146,6 +148,13 @@ def main():
         "--late", type=float, default=5, help="seconds before the late busy process (default 5)"
     )
     parser.add_argument(
+        "--settings",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="settings for the idle, busy and late runs (default: none, the scripts' own)",
+    )
+    parser.add_argument(
         "--before",
         nargs="*",
         default=["GOMP_SPINCOUNT=300000"],
@@ -171,9 +180,9 @@ def main():
         prepare(tmp, set(chosen), python)
         load_before = os.getloadavg()[0]
         ways = {  # way: (environment, busy processes, started how many seconds in)
-            "idle": (environment(), 0, None),
-            "busy": (environment(), args.busy, None),
-            "late": (environment(), args.busy, args.late),
+            "idle": (environment(args.settings), 0, None),
+            "busy": (environment(args.settings), args.busy, None),
+            "late": (environment(args.settings), args.busy, args.late),
         }
         if args.before:
             ways["before"] = (environment(args.before), 0, None)
@@ -204,7 +213,8 @@ def main():
         f"# {os.cpu_count()} CPUs, {platform.python_version()}, {args.repeats} paired runs, "
         f"{args.busy} busy process(es), late ones after {args.late:g} s; load average "
         f"{load_before:.1f} before, {load_after:.1f} after; environment: "
-        f"{settings or 'nothing set'}; before: {' '.join(args.before) or '-'}"
+        f"{settings or 'nothing set'}; settings: {' '.join(args.settings) or '-'}; "
+        f"before: {' '.join(args.before) or '-'}"
     )
     header = ["command", "idle s", "busy s", "busy/idle", "range", "late s", "late/idle", "range"]
     if args.before:
