@@ -30,6 +30,8 @@ from adversarial.plumbing.labels import class_index, label
 from adversarial.plumbing.perturbations import load_perturbation
 from adversarial.transforms import patch_side
 
+STEPS = {"ascent": 10, "patch": 150}  # --steps' defaults: v's ascent, and the patch
+
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__)
@@ -45,7 +47,8 @@ def parse_args(argv):
     parser.add_argument("--target", default="859", help="the patch's class (default: toaster)")
     parser.add_argument("--share", type=cli.share, default=0.1, help="of the image: 0.1")
     steps = cli.int_in(1, 100_000)
-    parser.add_argument("--steps", type=steps, help="ascent: 10, patch: 150 (default)")
+    help_steps = f"ascent: {STEPS['ascent']}, patch: {STEPS['patch']} (default)"
+    parser.add_argument("--steps", type=steps, help=help_steps)
     others = cli.list_of(cli.one_of((*MODELS[:-1], "none")), keep_order=True)
     parser.add_argument("--transfer", type=others, help="models to judge v on (default: all)")
     parser.add_argument("--placements", type=cli.int_in(1, 100), default=3, help="per photo")
@@ -111,7 +114,7 @@ def universal_attack(args, model, xi):
     """The paper's Algorithm 1 (DeepFool's steps, image by image), or its gradient-ascent form."""
     if args.method == "deepfool":
         return UniversalPerturbation(model, xi, passes=args.passes, seed=args.seed)
-    return UniversalAscent(model, xi, steps=args.steps or 10)
+    return UniversalAscent(model, xi, steps=args.steps or STEPS["ascent"])
 
 
 def patch_files(args):
@@ -126,7 +129,7 @@ def adversarial_patch(args, model, sets, files):
     print(f"A {side}x{side} patch ({side**2 / SIZE**2:.2%} of a {SIZE}x{SIZE} photo), turned")
     print(f"by up to 22.5 degrees, scaled 0.8-1, placed anywhere; aiming at {label(target)}")
     start = time.perf_counter()
-    steps = args.steps or 150
+    steps = args.steps or STEPS["patch"]
     result = AdversarialPatch(model, side, target, steps, seed=args.seed)(sets["fitting"][0])
     print(f"Trained: {steps} steps, {time.perf_counter() - start:.0f} s; last step's", end=" ")
     print(f"{result.success[-1]:.0%} {label(target).split(',')[0]}")

@@ -58,9 +58,9 @@ def cw_example(model, x, labels, searches, steps, targeted):
     ).adversarial.cpu()
 
 
-def white_box_l2(model, x, labels, searches, steps):
+def white_box_l2(model, x, labels, searches, steps, on_step=None):
     """(N,) CW-L2's L2 on the grid (the saved image fools; inf where it does not)."""
-    result = CarliniWagnerL2(model, searches, steps, grid=True)(x, labels)
+    result = CarliniWagnerL2(model, searches, steps, grid=True, on_step=on_step)(x, labels)
     adversarial = result.adversarial.cpu()
     fooled = fools(model, adversarial, labels, False).cpu()
     return torch.where(fooled, sizes(x.cpu(), adversarial).l2, math.inf)
@@ -75,9 +75,9 @@ def sweep_photos(model, names, queries, seed, cw_searches, cw_steps):
     saved = result.adversarial.to(x.device)  # judged again here, as saved, never trusted
     if not torch.equal(fools(model, saved, labels, False).cpu(), result.success):
         raise RuntimeError("an example the attack kept does not fool the model")
-    with progress(total=1, what=f"CW-L2 (white box), {len(x)} photos", unit="run") as bar:
-        cw_l2 = white_box_l2(model, x, labels, cw_searches, cw_steps)
-        bar.update()
+    what, steps = f"CW-L2 (white box), {len(x)} photos", cw_searches * cw_steps
+    with progress(total=steps, what=what, unit="step") as bar:
+        cw_l2 = white_box_l2(model, x, labels, cw_searches, cw_steps, lambda *_: bar.update())
     return judged.cpu(), result, cw_l2
 
 

@@ -11,7 +11,8 @@ process, four ways, in turn, in alternating order, `--repeats` times:
 - late: the same, the busy process started only `--late` seconds after the run (a program
   that gets busy while a step runs: a browser, a build);
 - before: idle, with the settings of `--before` (default GOMP_SPINCOUNT=300000: libgomp's
-  spin when no wait policy is set), to show what the policy costs on a quiet machine.
+  spin when no wait policy is set), to show what the policy costs on a quiet machine; not
+  `--settings` (with OMP_NUM_THREADS=1 there, idle/before is one thread against two).
 Prints the medians and, for busy/idle, late/idle and idle/before, the median of the ratios
 within each repeat (steadier than a ratio of medians when the machine's speed drifts) and
 their range; the load average before and after, which says whether "idle" was idle (it
@@ -67,6 +68,14 @@ def commands(tmp):
                "--output-dir", tmp / "out16"],
         "17": ["step_17_verify.py", "--output-dir", tmp / "out17"],
     }  # fmt: skip
+
+
+def setting(text):
+    """A NAME=VALUE argument."""
+    name, equals, _ = text.partition("=")
+    if not (name and equals):
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return text
 
 
 def environment(settings=()):
@@ -150,17 +159,19 @@ def main():
     parser.add_argument(
         "--settings",
         nargs="*",
+        type=setting,
         default=[],
         metavar="NAME=VALUE",
-        help="settings for the idle, busy and late runs (default: none, the scripts' own)",
+        help="settings for the idle, busy and late runs, not before's (default: none)",
     )
     parser.add_argument(
         "--before",
         nargs="*",
+        type=setting,
         default=["GOMP_SPINCOUNT=300000"],
         metavar="NAME=VALUE",
         help="the settings to compare idle runs with (default GOMP_SPINCOUNT=300000, "
-        "PyTorch's OpenMP default); none: skip that column",
+        "PyTorch's OpenMP default); `--before` alone skips that column",
     )
     parser.add_argument(
         "--busy", type=int, default=1, help="busy processes beside the run (default 1)"
@@ -208,12 +219,13 @@ def main():
                         ratio(statistics.median(cost)), spread(cost)]  # fmt: skip
             rows.append(row)
         load_after = os.getloadavg()[0]
-    settings = {name: os.environ[name] for name in os.environ if name.startswith(("OMP_", "GOMP_"))}
+    inherited = [f"{name}={value}" for name, value in os.environ.items()
+                 if name.startswith(("OMP_", "GOMP_", "KMP_"))]  # fmt: skip
     print(
         f"# {os.cpu_count()} CPUs, {platform.python_version()}, {args.repeats} paired runs, "
         f"{args.busy} busy process(es), late ones after {args.late:g} s; load average "
         f"{load_before:.1f} before, {load_after:.1f} after; environment: "
-        f"{settings or 'nothing set'}; settings: {' '.join(args.settings) or '-'}; "
+        f"{' '.join(inherited) or 'nothing set'}; settings: {' '.join(args.settings) or '-'}; "
         f"before: {' '.join(args.before) or '-'}"
     )
     header = ["command", "idle s", "busy s", "busy/idle", "range", "late s", "late/idle", "range"]

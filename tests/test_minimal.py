@@ -86,6 +86,16 @@ def test_carlini_wagner_never_reports_a_miss_as_a_success():
     assert (l2 >= distance * (1 - 1e-4)).all() and (l2 <= 1.01 * distance).all()
 
 
+def test_carlini_wagner_tells_on_step_of_every_adam_step():
+    model = linear_model(scale=3.0)
+    x = quantize(torch.full((2, 3, 4, 4), 0.5))
+    y = model(x).argmax(1)
+    seen = []
+    CarliniWagnerL2(model, searches=3, steps=4, on_step=lambda *step: seen.append(step))(x, y)
+    assert [step for step, _, _ in seen] == list(range(1, 13))  # 3 searches of 4 steps
+    assert all(loss.shape == (2,) and predicted.shape == (2,) for _, loss, predicted in seen)
+
+
 def boundary_case(distance=0.2 / 255):
     """A linear model and an image whose nearest boundary is `distance` away (in L2): the
     runner-up class's bias moved until it is."""

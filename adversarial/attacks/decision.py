@@ -14,6 +14,7 @@ import torch
 
 from adversarial.attacks.shared import image_generator, quantize
 from adversarial.plumbing.progress import progress
+from adversarial.plumbing.tables import plural
 
 # What each query was for, in the order the algorithm asks them.
 KINDS = ("start", "binary search", "gradient samples", "step size")
@@ -39,7 +40,8 @@ class Oracle:
     Counts every query by kind, refuses any beyond the budget, and keeps the closest
     adversarial image it was ever asked about (what the attack returns: an image the model
     answered for, as its PNG holds it) and the trace of that distance: (query, distance)
-    each time it shrinks. on_asked(n), if given, is told of every n queries (a progress bar).
+    each time it shrinks. on_asked(n), if given, is called with the number n of queries each
+    ask adds (for a progress bar).
     """
 
     def __init__(self, decide, x, label, targeted, budget, norm, on_asked=None):
@@ -143,8 +145,8 @@ class HopSkipJump:
         if self.targeted and starts is None:
             raise ValueError("a targeted attack starts from images of the target class")
         oracles = []
-        total = len(x) * self.queries
-        with progress(total=total, what=f"HopSkipJump, {len(x)} images", unit="query") as bar:
+        total, what = len(x) * self.queries, f"HopSkipJump, {plural(len(x), 'image')}"
+        with progress(total=total, what=what, unit="query") as bar:
             for i in range(len(x)):
                 start = None if starts is None else starts[i : i + 1]
                 oracles.append(self.attack(x[i : i + 1], labels[i], start, bar.update))
