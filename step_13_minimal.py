@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from adversarial import how_small
-from adversarial.models import load_model, models_at_hand, pick_device, predict
+from adversarial.models import load_model, models_at_hand, other_models, pick_device, predict
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.files import check_outputs, write_all
@@ -85,10 +85,7 @@ def attack_one(args):
         raise UserError(f"{args.image} is already {label(target)}: pick another --target")
     if target is None and known is not None and known != original:
         raise UserError(f"{args.image} is {label(known)}, the model sees {label(original)}")
-    # --weights are the attacked model's own; the scoreboard adds the others at hand without.
-    own = args.weights if model.name == "resnet18" else None
-    others = [name for name in models_at_hand(own) if name != model.name]
-    models = [model, *(load_model(name, device=device) for name in others)]  # before any work
+    models = [model, *other_models(model, device=device)]  # before any work
     targeted, settings = target is not None, settings_of(args)
     labels = torch.tensor([target if targeted else original])
     minimal = how_small.minimal_attacks(model, settings, targeted, grid=True)

@@ -21,10 +21,10 @@ from adversarial.attacks.universal import (
     UniversalAscent,
     UniversalPerturbation,
 )
-from adversarial.models import MODELS, load_model, models_at_hand, pick_device
+from adversarial.models import MODELS, load_model, other_models, pick_device
 from adversarial.plumbing import cli
 from adversarial.plumbing.errors import UserError
-from adversarial.plumbing.files import check_outputs, write_all
+from adversarial.plumbing.files import check_outputs
 from adversarial.plumbing.images import SIZE
 from adversarial.plumbing.labels import class_index, label
 from adversarial.plumbing.perturbations import load_perturbation
@@ -66,7 +66,7 @@ def main(argv=None):
     if args.models:
         return on_digits(args)
     fitting, held_out = universal.split_photos(args.seed)
-    files = patch_files(args) if args.patch else universal_files(args)
+    files = universal.output_files(args.output_dir, args.patch)
     check_outputs(files.values(), [args.weights])
     device = pick_device(args.device)
     model = load_model(args.model, args.weights, device)
@@ -76,14 +76,10 @@ def main(argv=None):
     print("the paper fitted on 10,000 ImageNet training images.")
     if args.patch:
         return adversarial_patch(args, model, sets, files)
-    universal_perturbation(args, model, sets, held_out, files)
+    universal_perturbation(args, model, sets, held_out, files, device)
 
 
-def universal_files(args):
-    return {name: args.output_dir / name for name in ("universal_r.npy", "universal.png")}
-
-
-def universal_perturbation(args, model, sets, held_out, files):
+def universal_perturbation(args, model, sets, held_out, files, device):
     """Algorithm 1 on the fitting photos; v saved, read back, judged on every model."""
     xi, start = args.epsilon, time.perf_counter()
     result = universal_attack(args, model, xi)(sets["fitting"][0])
@@ -91,20 +87,11 @@ def universal_perturbation(args, model, sets, held_out, files):
     seconds = time.perf_counter() - start
     each = "pass" if args.method == "deepfool" else "step"
     print(f"Fooling rate on them after each {each}: {rates} ({result.gradients} gradients)")
-    x_held = sets["held-out"][0][:4]
-    write_all(
-        {
-            files["universal_r.npy"]: universal.npy_writer(result.v),
-            files["universal.png"]: universal.magnified_writer(
-                model, result.v, x_held, held_out[:4]
-            ),
-        }
-    )
+    universal.save_v(files, model, result.v, sets["held-out"][0][:4], held_out[:4])
     v = load_perturbation(files["universal_r.npy"])  # judged as the file holds it
     print(f"Saved {', '.join(str(path) for path in files.values())} ({seconds:.0f} s to fit)")
-    others = args.transfer or [n for n in models_at_hand(args.weights) if n != model.name]
-    others = [name for name in others if name not in ("none", model.name)]
-    models = [model, *(load_model(name, device=pick_device(args.device)) for name in others)]
+    others = [name for name in args.transfer if name != "none"] if args.transfer else None
+    models = [model, *other_models(model, others, device)]
     print(f"\nWith v (L-inf {v.abs().max() * 255:.0f}/255), of the photos each model gets right,")
     print("the share whose class changes; random signs of the same size on each photo beside it:")
     universal.fooling_table(models, sets, v, xi, args.seed)
@@ -115,11 +102,6 @@ def universal_attack(args, model, xi):
     if args.method == "deepfool":
         return UniversalPerturbation(model, xi, passes=args.passes, seed=args.seed)
     return UniversalAscent(model, xi, steps=args.steps or STEPS["ascent"])
-
-
-def patch_files(args):
-    names = ("patch.png", "patched_adversarial.png", "patched_random.png", "patched_crop.png")
-    return {name: args.output_dir / name for name in names}
 
 
 def adversarial_patch(args, model, sets, files):
@@ -137,13 +119,7 @@ def adversarial_patch(args, model, sets, files):
     baselines = universal.baseline_patches(sets["fitting"][0][0], side, args.seed)
     patches = {"adversarial": result.patch, **baselines}
     x = torch.cat([sets["held-out"][0], sets["samples"][0]])
-    placements = universal.placements_for(x, side, args.placements, args.seed)
-    write_all(universal.patch_writers(files, x, patches, placements))
-    print(f"Saved {', '.join(str(path) for path in files.values())}")
-    covered = universal.covered(side, placements)
-    print(f"\nPasted {args.placements} times on each of {len(x)} photos (held-out and samples),")
-    print(f"covering {min(covered):.2%} to {max(covered):.2%} of each (whole pixels, turned):")
-    universal.patch_table(model, files, x, patches, args.placements, target)
+    universal.judge_patches(model, files, x, patches, args.placements, target, args.seed)
 
 
 def on_digits(args):

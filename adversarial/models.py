@@ -132,6 +132,14 @@ def models_at_hand(weights=None):
     return offline
 
 
+def other_models(model, names=None, device="cpu"):
+    """The models other than `model` (those of `names`, else every one at hand with no file
+    to give: a --weights file is the attacked model's own), loaded: to judge what was made
+    on `model`."""
+    names = models_at_hand() if names is None else names
+    return [load_model(name, device=device) for name in names if name != model.name]
+
+
 def load_models(names, weights=None, device="cpu"):
     """Several models (an ensemble, or step 9's), each loaded once. With several, `weights`
     is ResNet18's file: the one model that needs a file offline."""

@@ -1,11 +1,11 @@
 """Step 15's measurements: one perturbation (or one patch) fitted on some photos, judged
 on others, beside random noise of the same size.
 
-`split_photos` halves the labelled photos; `fooling_table` judges the saved universal
-perturbation on each model and set of photos (step 9's judge: the photos a model gets
-right, fooled when their class changes); `on_digits` does it for step 7's models; the
-writers save v as .npy and magnified, and the patched photos as one mosaic PNG per patch,
-read back to be judged.
+`split_photos` halves the labelled photos; `save_v` writes v as .npy and magnified;
+`fooling_table` judges the saved universal perturbation on each model and set of photos
+(step 9's judge: the photos a model gets right, fooled when their class changes);
+`on_digits` does it for step 7's models; `judge_patches` pastes each patch on the photos,
+saves them as one mosaic PNG per patch and judges them as read back.
 """
 
 import numpy as np
@@ -16,6 +16,7 @@ from adversarial.attacks.noise import random_signs
 from adversarial.attacks.universal import classes
 from adversarial.plumbing.errors import UserError
 from adversarial.plumbing.figures import amplified_difference, comparison_writer
+from adversarial.plumbing.files import write_all
 from adversarial.plumbing.images import from_uint8, image_writer, to_uint8
 from adversarial.plumbing.labels import label
 from adversarial.plumbing.progress import each, note
@@ -41,6 +42,26 @@ def photo_sets(fitting, held_out):
         name: (torch.cat([sample_photo(p) for p in photos]), [true_class(p) for p in photos])
         for name, photos in sets.items()
     }
+
+
+V_FILES = ("universal_r.npy", "universal.png")
+PATCH_FILES = ("patch.png", "patched_adversarial.png", "patched_random.png", "patched_crop.png")
+
+
+def output_files(output_dir, patch=False):
+    """{file name: path}: what the universal perturbation (or, with patch, the patch) writes."""
+    return {name: output_dir / name for name in (PATCH_FILES if patch else V_FILES)}
+
+
+def save_v(files, model, v, photos, names):
+    """universal_r.npy and universal.png (v magnified, beside the photos with v added),
+    both or neither."""
+    write_all(
+        {
+            files["universal_r.npy"]: npy_writer(v),
+            files["universal.png"]: magnified_writer(model, v, photos, names),
+        }
+    )
 
 
 def fooling_table(models, sets, v, xi, seed):
@@ -105,6 +126,20 @@ def on_digits(models, x_train, x_test, y_test, xis, attack, seed):
             rate = f"{result.fooling_rates[-1]:.0%}"
             rows.append([name, f"{xi:g}", rate, str(len(x)), f"{fooled:.0%}", f"{noisy:.0%}"])
     print_table(header, rows)
+
+
+def judge_patches(model, files, photos, patches, per_photo, target, seed):
+    """Each of `patches` ({kind: (3, side, side)}) pasted `per_photo` times on every photo,
+    at the same random placements for all; saved (patch.png, one mosaic per kind), then
+    judged as read back from the files."""
+    side = patches["adversarial"].shape[-1]
+    placements = placements_for(photos, side, per_photo, seed)
+    write_all(patch_writers(files, photos, patches, placements))
+    print(f"Saved {', '.join(str(path) for path in files.values())}")
+    shares = covered(side, placements)
+    print(f"\nPasted {per_photo} times on each of {len(photos)} photos (held-out and samples),")
+    print(f"covering {min(shares):.2%} to {max(shares):.2%} of each (whole pixels, turned):")
+    patch_table(model, files, photos, patches, per_photo, target)
 
 
 def placements_for(photos, side, per_photo, seed):

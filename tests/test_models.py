@@ -21,6 +21,7 @@ from adversarial.models import (
     device_of,
     load_model,
     models_at_hand,
+    other_models,
     predict,
 )
 from adversarial.plumbing.errors import UserError
@@ -142,6 +143,16 @@ def test_resnet18_is_at_hand_when_cached_or_given(tmp_path, monkeypatch):
     resnet18_cache_file().parent.mkdir(parents=True)
     resnet18_cache_file().write_bytes(b"")
     assert models_at_hand() == ["resnet18", *EFFICIENTNETS, "squeezenet1_1"]
+
+
+def test_the_other_models_leave_out_the_attacked_one_and_need_no_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # ResNet18 not cached: not at hand
+    model = load_model("squeezenet1_1")
+    others = other_models(model)
+    assert [other.name for other in others] == list(EFFICIENTNETS)
+    chosen = other_models(model, ["squeezenet1_1", "efficientnet_lite0"])
+    assert [other.name for other in chosen] == ["efficientnet_lite0"]
+    assert other_models(model, []) == []
 
 
 class _Payload:
