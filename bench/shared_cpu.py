@@ -81,8 +81,8 @@ def setting(text):
 def environment(settings=()):
     """The learner's environment, with NAME=VALUE `settings` added."""
     env = dict(os.environ)
-    for setting in settings:
-        name, _, value = setting.partition("=")
+    for pair in settings:
+        name, _, value = pair.partition("=")
         env[name] = value
     return env
 
@@ -190,10 +190,11 @@ def main():
             parser.error(f"--steps: no common command for step {', '.join(unknown)}")
         prepare(tmp, set(chosen), python)
         load_before = os.getloadavg()[0]
+        with_settings = environment(args.settings)
         ways = {  # way: (environment, busy processes, started how many seconds in)
-            "idle": (environment(args.settings), 0, None),
-            "busy": (environment(args.settings), args.busy, None),
-            "late": (environment(args.settings), args.busy, args.late),
+            "idle": (with_settings, 0, None),
+            "busy": (with_settings, args.busy, None),
+            "late": (with_settings, args.busy, args.late),
         }
         if args.before:
             ways["before"] = (environment(args.before), 0, None)
